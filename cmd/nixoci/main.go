@@ -1,0 +1,28 @@
+// Command nixoci builds container image descriptors from Nix store paths and
+// copies the images they describe to registries, the Docker daemon, Podman and
+// OCI layouts without writing an image tarball.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nixoci/nixoci/pkg/commands"
+	"go.podman.io/storage/pkg/reexec"
+)
+
+func main() {
+	if reexec.Init() {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := commands.New().RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nixoci: %v\n", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,145 @@
+package descriptor
+
+import (
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Version is the descriptor format version this nixoci writes and reads.
+// It is stored in the "nixoci" field of every image and layers document.
+const Version = 1
+
+// Nix2ContainerVersion is the nix2container image.json version that is
+// accepted as input (see LoadImage).
+const Nix2ContainerVersion = 1
+
+// Compression algorithm names, as used in Compressor.Algorithm and on the CLI.
+const (
+	Gzip = "gzip"
+	Zstd = "zstd"
+	None = "none"
+)
+
+// Image describes a whole image: its config, platform and ordered layers.
+// Layers are listed base first.
+type Image struct {
+	// Nixoci is the format version; always Version when written by nixoci.
+	Nixoci int `json:"nixoci"`
+	// Name and Tag are informational defaults for copy scripts; the transport
+	// does not need them.
+	Name string `json:"name,omitempty"`
+	Tag  string `json:"tag,omitempty"`
+	// Architecture, OS and Variant use Docker/OCI naming (amd64, arm64, linux).
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Variant      string `json:"variant,omitempty"`
+	// Created is the image creation time written into the config.
+	Created *time.Time `json:"created,omitempty"`
+	// Author goes into the config's author field.
+	Author string `json:"author,omitempty"`
+	// Config is the OCI runtime config (Env, Cmd, Entrypoint, ...).
+	Config ocispec.ImageConfig `json:"config"`
+	// Layers in application order, base layers first.
+	Layers []Layer `json:"layers"`
+
+	// Foreign is set by LoadImage when the document was not written by
+	// nixoci (nix2container's image.json). Its digests were computed by
+	// another tar writer and must be recomputed before use.
+	Foreign bool `json:"-"`
+}
+
+// Layers is the document `nixoci layers` writes: a list of described layers
+// that `nixoci image` (or another `nixoci layers --exclude-layers`) consumes.
+type Layers struct {
+	Nixoci int     `json:"nixoci"`
+	Layers []Layer `json:"layers"`
+}
+
+// Layer describes one layer. Exactly one of Paths, Tar or Blob says where its
+// bytes come from:
+//   - Paths: store paths streamed as a deterministic tar (see pkg/tarstream);
+//   - Tar: a stored uncompressed tar file, for non-reproducible layers;
+//   - Blob: a stored blob served verbatim, already in MediaType's encoding
+//     (layers of pulled base images).
+type Layer struct {
+	// MediaType of the blob named by Digest (OCI layer media types).
+	MediaType string `json:"mediaType"`
+	// Digest and Size of the blob as it is pushed (compressed unless
+	// Compressor.Algorithm is "none", where they equal DiffID and
+	// UncompressedSize).
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+	// DiffID and UncompressedSize describe the uncompressed tar.
+	DiffID           digest.Digest `json:"diffID"`
+	UncompressedSize int64         `json:"uncompressedSize"`
+	// Compressor identifies what produced Digest from the tar, so that a
+	// push can tell whether it would reproduce the same bytes.
+	Compressor Compressor `json:"compressor"`
+	// Paths are the store paths in this layer, in the order given at build time.
+	Paths []Path `json:"paths,omitempty"`
+	// Tar is the path of a stored uncompressed tar (non-reproducible layers).
+	Tar string `json:"tar,omitempty"`
+	// Blob is the path of a stored blob, served as is.
+	Blob string `json:"blob,omitempty"`
+	// History is this layer's entry in the image config history.
+	History *History `json:"history,omitempty"`
+}
+
+// Compressor identifies a compressor exactly enough to know whether it
+// reproduces the same bytes: the algorithm, its level, and the library
+// (module path and version) that implements it.
+type Compressor struct {
+	Algorithm string `json:"algorithm"`
+	Level     int    `json:"level,omitempty"`
+	Library   string `json:"library,omitempty"`
+}
+
+// History is a layer's history entry.
+type History struct {
+	CreatedBy string `json:"created_by,omitempty"`
+	Author    string `json:"author,omitempty"`
+	Comment   string `json:"comment,omitempty"`
+}
+
+// Path is one store path in a layer.
+type Path struct {
+	// Path is the absolute path on the build machine, usually /nix/store/….
+	Path string `json:"path"`
+	// Rewrite relocates the path's entries inside the image.
+	Rewrite *Rewrite `json:"rewrite,omitempty"`
+	// Perms override mode and ownership of matching entries.
+	Perms []Perm `json:"perms,omitempty"`
+	// Digest is the sha256 of this path's share of the layer's tar stream:
+	// the bytes of the entries that came from this path, in stream order.
+	Digest digest.Digest `json:"digest,omitempty"`
+	// Ignore is a regexp matched against each entry's path in the image
+	// (after Rewrite); matching entries, and whole directories, are left out.
+	Ignore string `json:"ignore,omitempty"`
+	// Fingerprints is base64 of one 4-byte big-endian CRC-32C per entry
+	// of this path, in stream order, over that entry's header and content
+	// bytes. `nixoci verify` uses it to name the first file that differs.
+	Fingerprints string `json:"fingerprints,omitempty"`
+}
+
+// Rewrite replaces the first match of Regex in an entry's source path with
+// Repl (Go regexp syntax, $1 expansion) to give its path in the image.
+// A result of "" or "/" is the image root.
+type Rewrite struct {
+	Regex string `json:"regex"`
+	Repl  string `json:"repl"`
+}
+
+// Perm sets mode and ownership of the entries whose source path matches Regex.
+// Nil fields are left as they are (mode canonical, owner root).
+type Perm struct {
+	Regex string `json:"regex"`
+	Mode  string `json:"mode,omitempty"` // octal, e.g. "0700"
+	// OrMode is OR-ed into the mode after Mode is applied (octal).
+	OrMode string  `json:"orMode,omitempty"`
+	UID    *int    `json:"uid,omitempty"`
+	GID    *int    `json:"gid,omitempty"`
+	Uname  *string `json:"uname,omitempty"`
+	Gname  *string `json:"gname,omitempty"`
+}

@@ -1,0 +1,332 @@
+package descriptor
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ImageFileName is the file looked for when a descriptor path is a directory
+// (for example a `result` symlink to a Nix output directory).
+const ImageFileName = "image.json"
+
+// ErrUnknownVersion is wrapped by the error returned for a document whose
+// version this nixoci does not read.
+var ErrUnknownVersion = errors.New("unknown descriptor version")
+
+// ResolvePath returns the descriptor file for path: path itself, or
+// path/image.json when path is a directory.
+func ResolvePath(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("reading image descriptor %s: %w", path, err)
+	}
+	if fi.IsDir() {
+		return filepath.Join(path, ImageFileName), nil
+	}
+	return path, nil
+}
+
+// header holds the fields that tell the formats and versions apart.
+type header struct {
+	Nixoci  *int            `json:"nixoci"`
+	Version *int            `json:"version"`
+	Config  json.RawMessage `json:"image-config"`
+}
+
+// LoadImage reads an image descriptor: nixoci's own (version Version) or
+// nix2container's image.json (version Nix2ContainerVersion), which comes
+// back with Foreign set.
+func LoadImage(path string) (*Image, error) {
+	file, err := ResolvePath(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading image descriptor: %w", err)
+	}
+	return ParseImage(file, data)
+}
+
+// ParseImage parses an image descriptor; name is used in error messages.
+func ParseImage(name string, data []byte) (*Image, error) {
+	h, err := parseHeader(name, data)
+	if err != nil {
+		return nil, err
+	}
+	if h.Nixoci == nil {
+		return parseNix2Container(name, data, h)
+	}
+	var img Image
+	if err := strictUnmarshal(data, &img); err != nil {
+		return nil, fmt.Errorf("parsing image descriptor %s: %w", name, err)
+	}
+	if err := img.Validate(); err != nil {
+		return nil, fmt.Errorf("image descriptor %s: %w", name, err)
+	}
+	return &img, nil
+}
+
+// LoadLayers reads a layers document written by `nixoci layers`.
+func LoadLayers(path string) (*Layers, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading layers descriptor: %w", err)
+	}
+	h, err := parseHeader(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if h.Nixoci == nil {
+		return nil, fmt.Errorf("layers descriptor %s: no \"nixoci\" version field; write it with `nixoci layers`", path)
+	}
+	var ls Layers
+	if err := strictUnmarshal(data, &ls); err != nil {
+		return nil, fmt.Errorf("parsing layers descriptor %s: %w", path, err)
+	}
+	for i := range ls.Layers {
+		if err := ls.Layers[i].Validate(); err != nil {
+			return nil, fmt.Errorf("layers descriptor %s: layer %d: %w", path, i, err)
+		}
+	}
+	return &ls, nil
+}
+
+func parseHeader(name string, data []byte) (header, error) {
+	var h header
+	if err := json.Unmarshal(data, &h); err != nil {
+		return h, fmt.Errorf("parsing descriptor %s: %w (is it a nixoci descriptor JSON file?)", name, err)
+	}
+	switch {
+	case h.Nixoci != nil:
+		if *h.Nixoci != Version {
+			return h, fmt.Errorf("descriptor %s has version %d, but this nixoci reads version %d: rebuild it with this nixoci or use a matching nixoci: %w", name, *h.Nixoci, Version, ErrUnknownVersion)
+		}
+	case h.Version != nil && h.Config != nil:
+		if *h.Version != Nix2ContainerVersion {
+			return h, fmt.Errorf("descriptor %s is a nix2container image.json of version %d, but nixoci reads nix2container version %d (and nixoci version %d): %w", name, *h.Version, Nix2ContainerVersion, Version, ErrUnknownVersion)
+		}
+	default:
+		return h, fmt.Errorf("descriptor %s has no version: expected a \"nixoci\": %d field (or a nix2container image.json with \"version\": %d): %w", name, Version, Nix2ContainerVersion, ErrUnknownVersion)
+	}
+	return h, nil
+}
+
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// Validate checks the fields every consumer relies on.
+func (img *Image) Validate() error {
+	if img.Architecture == "" || img.OS == "" {
+		return errors.New("architecture and os must be set")
+	}
+	for i := range img.Layers {
+		if err := img.Layers[i].Validate(); err != nil {
+			return fmt.Errorf("layer %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Validate checks that a layer says where its bytes come from and what they hash to.
+func (l *Layer) Validate() error {
+	sources := 0
+	if len(l.Paths) > 0 {
+		sources++
+	}
+	if l.Tar != "" {
+		sources++
+	}
+	if l.Blob != "" {
+		sources++
+	}
+	if sources > 1 {
+		return errors.New("only one of paths, tar and blob may be set")
+	}
+	for _, d := range []digest.Digest{l.Digest, l.DiffID} {
+		if err := d.Validate(); err != nil {
+			return fmt.Errorf("invalid digest %q: %w", d, err)
+		}
+	}
+	if l.Size < 0 || l.UncompressedSize < 0 {
+		return errors.New("negative size")
+	}
+	return nil
+}
+
+// Write writes v (an *Image or *Layers) to path as indented JSON, through a
+// temporary file renamed into place, so a failed write leaves nothing behind.
+func Write(path string, v any) error {
+	data, err := Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing descriptor %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing descriptor %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing descriptor %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing descriptor %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing descriptor %s: %w", path, err)
+	}
+	return nil
+}
+
+// Marshal encodes v deterministically: the same value always gives the same bytes.
+func Marshal(v any) ([]byte, error) {
+	switch d := v.(type) {
+	case *Image:
+		d.Nixoci = Version
+	case *Layers:
+		d.Nixoci = Version
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encoding descriptor: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// nix2container's image.json, version 1 (field names are its format's).
+type n2cImage struct {
+	Version     int                 `json:"version"`
+	ImageConfig ocispec.ImageConfig `json:"image-config"`
+	Layers      []n2cLayer          `json:"layers"`
+	Arch        string              `json:"arch"`
+	Created     *time.Time          `json:"created"`
+}
+
+type n2cLayer struct {
+	Digest    string          `json:"digest"`
+	Size      int64           `json:"size"`
+	DiffIDs   string          `json:"diff_ids"`
+	Paths     []n2cPath       `json:"paths"`
+	MediaType string          `json:"mediatype"`
+	LayerPath string          `json:"layer-path"`
+	History   ocispec.History `json:"History"`
+}
+
+type n2cPath struct {
+	Path    string `json:"path"`
+	Options *struct {
+		Rewrite struct {
+			Regex string `json:"regex"`
+			Repl  string `json:"repl"`
+		} `json:"rewrite"`
+		Perms []struct {
+			Regex  string `json:"regex"`
+			Mode   string `json:"mode"`
+			OrMode string `json:"orMode"`
+			UID    int    `json:"uid"`
+			GID    int    `json:"gid"`
+			Uname  string `json:"uname"`
+			Gname  string `json:"gname"`
+		} `json:"perms"`
+		IgnoreDestination string `json:"ignoreDestination"`
+	} `json:"options"`
+}
+
+func parseNix2Container(name string, data []byte, _ header) (*Image, error) {
+	var n n2cImage
+	if err := json.Unmarshal(data, &n); err != nil {
+		return nil, fmt.Errorf("parsing nix2container image %s: %w", name, err)
+	}
+	img := &Image{
+		Nixoci:       Version,
+		Architecture: n.Arch,
+		OS:           "linux",
+		Created:      n.Created,
+		Config:       n.ImageConfig,
+		Foreign:      true,
+	}
+	if img.Architecture == "" {
+		img.Architecture = "amd64"
+	}
+	for i, nl := range n.Layers {
+		l := Layer{
+			MediaType:        nl.MediaType,
+			Digest:           digest.Digest(nl.Digest),
+			Size:             nl.Size,
+			DiffID:           digest.Digest(nl.DiffIDs),
+			UncompressedSize: 0, // unknown until rehashed
+			Compressor:       Compressor{Algorithm: AlgorithmOf(nl.MediaType), Library: "nix2container"},
+		}
+		if h := nl.History; h.CreatedBy != "" || h.Author != "" || h.Comment != "" {
+			l.History = &History{CreatedBy: h.CreatedBy, Author: h.Author, Comment: h.Comment}
+		}
+		switch {
+		case nl.LayerPath != "" && l.Compressor.Algorithm == None:
+			l.Tar = nl.LayerPath
+		case nl.LayerPath != "":
+			l.Blob = nl.LayerPath
+		}
+		for _, np := range nl.Paths {
+			p := Path{Path: np.Path}
+			if o := np.Options; o != nil {
+				if o.Rewrite.Regex != "" {
+					p.Rewrite = &Rewrite{Regex: o.Rewrite.Regex, Repl: o.Rewrite.Repl}
+				}
+				p.Ignore = o.IgnoreDestination
+				for _, np := range o.Perms {
+					uid, gid, uname, gname := np.UID, np.GID, np.Uname, np.Gname
+					p.Perms = append(p.Perms, Perm{Regex: np.Regex, Mode: np.Mode, OrMode: np.OrMode, UID: &uid, GID: &gid, Uname: &uname, Gname: &gname})
+				}
+			}
+			l.Paths = append(l.Paths, p)
+		}
+		if err := l.Validate(); err != nil {
+			return nil, fmt.Errorf("nix2container image %s: layer %d: %w", name, i, err)
+		}
+		img.Layers = append(img.Layers, l)
+	}
+	return img, nil
+}
+
+// MediaType returns the OCI layer media type for a compression algorithm.
+func MediaType(algorithm string) string {
+	switch algorithm {
+	case Gzip:
+		return ocispec.MediaTypeImageLayerGzip
+	case Zstd:
+		return ocispec.MediaTypeImageLayerZstd
+	default:
+		return ocispec.MediaTypeImageLayer
+	}
+}
+
+// AlgorithmOf returns the compression algorithm of an OCI or Docker layer media type.
+func AlgorithmOf(mediaType string) string {
+	switch mediaType {
+	case ocispec.MediaTypeImageLayerGzip, "application/vnd.docker.image.rootfs.diff.tar.gzip", ocispec.MediaTypeImageLayerNonDistributableGzip: //nolint:staticcheck // still seen in the wild
+		return Gzip
+	case ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck // still seen in the wild
+		return Zstd
+	default:
+		return None
+	}
+}
