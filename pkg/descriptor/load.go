@@ -322,9 +322,9 @@ func MediaType(algorithm string) string {
 // AlgorithmOf returns the compression algorithm of an OCI or Docker layer media type.
 func AlgorithmOf(mediaType string) string {
 	switch mediaType {
-	case ocispec.MediaTypeImageLayerGzip, "application/vnd.docker.image.rootfs.diff.tar.gzip", ocispec.MediaTypeImageLayerNonDistributableGzip: //nolint:staticcheck // still seen in the wild
+	case ocispec.MediaTypeImageLayerGzip, "application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip":
 		return Gzip
-	case ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck // still seen in the wild
+	case ocispec.MediaTypeImageLayerZstd, "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
 		return Zstd
 	default:
 		return None

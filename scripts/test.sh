@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every check and test of nixoci. Expects the components that
+# scripts/setup-debian.sh installs and starts (dockerd, docker-registry on
+# 127.0.0.1:5000, nix, skopeo, podman, umoci, qemu and a kernel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export GOTOOLCHAIN=local
+export NIXOCI_TEST_REGISTRY=${NIXOCI_TEST_REGISTRY:-127.0.0.1:5000}
+export NIXOCI_TEST_REGISTRY_LOG=${NIXOCI_TEST_REGISTRY_LOG:-/var/lib/nixoci-test/registry.log}
+tags='containers_image_openpgp exclude_graphdriver_btrfs'
+
+echo "== go.mod go line"
+goline=$(awk '$1 == "go" {print $2; exit}' go.mod)
+max=1.25.0
+if [ "$(printf '%s\n%s\n' "$goline" "$max" | sort -V | tail -1)" != "$max" ]; then
+	echo "go.mod says go $goline, above $max: the pinned nixpkgs ships Go 1.25 and buildGoModule would refuse it" >&2
+	exit 1
+fi
+echo "go $goline <= $max"
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
+
+echo "== go vet"
+go vet -tags "$tags" ./...
+
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -tags "$tags" ./...
+
+echo "== go test"
+go test -tags "$tags" -timeout 80m -count=1 ./...
