@@ -98,9 +98,11 @@ type Compressor struct {
 
 // History is a layer's history entry.
 type History struct {
-	CreatedBy string `json:"created_by,omitempty"`
-	Author    string `json:"author,omitempty"`
-	Comment   string `json:"comment,omitempty"`
+	// Created is the entry's own time; when nil the image's Created is used.
+	Created   *time.Time `json:"created,omitempty"`
+	CreatedBy string     `json:"created_by,omitempty"`
+	Author    string     `json:"author,omitempty"`
+	Comment   string     `json:"comment,omitempty"`
 }
 
 // Path is one store path in a layer.
