@@ -1,0 +1,219 @@
+package layer
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/nixoci/nixoci/pkg/compress"
+	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/pkg/tarstream"
+)
+
+// DefaultCompression is used when Spec.Compression is empty.
+const DefaultCompression = descriptor.Gzip
+
+// Spec says what goes into one layer.
+type Spec struct {
+	// Paths are the store paths, with their rewrite, perms and ignore rules.
+	Paths []descriptor.Path
+	// Compression is "gzip", "zstd" or "none"; "" means DefaultCompression.
+	Compression string
+	// History is copied into the layer.
+	History *descriptor.History
+	// TarFile, when set, also receives the uncompressed tar (written to a
+	// temporary file in the same directory, then renamed), and the layer is
+	// described by Tar = TarFile with no Paths: a non-reproducible layer.
+	TarFile string
+}
+
+// digester counts and hashes what is written to it.
+type digester struct {
+	h hash.Hash
+	n int64
+}
+
+func newDigester() *digester { return &digester{h: sha256.New()} }
+
+func (d *digester) Write(p []byte) (int, error) {
+	d.h.Write(p)
+	d.n += int64(len(p))
+	return len(p), nil
+}
+
+func (d *digester) digest() digest.Digest { return digest.NewDigest(digest.SHA256, d.h) }
+
+// sums computes a layer's digests from one pass over its tar: the tar is
+// written to Writer; Finish closes the compressor and fills the layer.
+type sums struct {
+	c     compress.Compressor
+	diff  *digester
+	blob  *digester // nil for "none": the blob is the tar
+	cw    io.WriteCloser
+	w     io.Writer
+	extra io.Writer
+}
+
+func newSums(algorithm string, extra io.Writer) (*sums, error) {
+	if algorithm == "" {
+		algorithm = DefaultCompression
+	}
+	c, err := compress.New(algorithm)
+	if err != nil {
+		return nil, err
+	}
+	s := &sums{c: c, diff: newDigester(), extra: extra}
+	ws := []io.Writer{s.diff}
+	if extra != nil {
+		ws = append(ws, extra)
+	}
+	if algorithm != descriptor.None {
+		s.blob = newDigester()
+		if s.cw, err = c.NewWriter(s.blob); err != nil {
+			return nil, err
+		}
+		ws = append(ws, s.cw)
+	}
+	s.w = io.MultiWriter(ws...)
+	if len(ws) == 1 {
+		s.w = ws[0]
+	}
+	return s, nil
+}
+
+func (s *sums) finish(l *descriptor.Layer) error {
+	if s.cw != nil {
+		if err := s.cw.Close(); err != nil {
+			return fmt.Errorf("compressing layer: %w", err)
+		}
+	}
+	l.MediaType = s.c.MediaType()
+	l.Compressor = s.c.Identity()
+	l.DiffID, l.UncompressedSize = s.diff.digest(), s.diff.n
+	if s.blob != nil {
+		l.Digest, l.Size = s.blob.digest(), s.blob.n
+	} else {
+		l.Digest, l.Size = l.DiffID, l.UncompressedSize
+	}
+	return nil
+}
+
+// Describe streams the layer's tar once and returns its descriptor: diff_id,
+// compressed digest, sizes, compressor identity and, per path, the share
+// digest and fingerprints.
+func Describe(ctx context.Context, spec Spec) (descriptor.Layer, error) {
+	var l descriptor.Layer
+	if len(spec.Paths) == 0 {
+		return l, errors.New("describing layer: no store paths given")
+	}
+	var tmp *os.File
+	var extra io.Writer
+	if spec.TarFile != "" {
+		var err error
+		tmp, err = os.CreateTemp(filepath.Dir(spec.TarFile), "."+filepath.Base(spec.TarFile)+".tmp*")
+		if err != nil {
+			return l, fmt.Errorf("writing layer tar %s: %w", spec.TarFile, err)
+		}
+		defer func() {
+			if tmp != nil {
+				tmp.Close()
+				os.Remove(tmp.Name())
+			}
+		}()
+		extra = tmp
+	}
+	s, err := newSums(spec.Compression, extra)
+	if err != nil {
+		return l, fmt.Errorf("describing layer: %w", err)
+	}
+	shares, err := tarstream.Write(ctx, s.w, spec.Paths)
+	if err != nil {
+		return l, fmt.Errorf("describing layer: %w", err)
+	}
+	if err := s.finish(&l); err != nil {
+		return l, err
+	}
+	l.History = spec.History
+	if tmp != nil {
+		if err := closeInto(tmp, spec.TarFile); err != nil {
+			return l, err
+		}
+		tmp = nil
+		l.Tar = spec.TarFile
+		return l, nil
+	}
+	l.Paths = make([]descriptor.Path, len(spec.Paths))
+	for i, p := range spec.Paths {
+		p.Digest, p.Fingerprints = shares[i].Digest, shares[i].Fingerprints
+		l.Paths[i] = p
+	}
+	return l, nil
+}
+
+func closeInto(tmp *os.File, dst string) error {
+	if err := tmp.Chmod(0o444); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing layer tar %s: %w", dst, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing layer tar %s: %w", dst, err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return fmt.Errorf("writing layer tar %s: %w", dst, err)
+	}
+	return nil
+}
+
+// DescribeTar describes a stored uncompressed tar file as a layer served
+// from that file (Tar = tarPath), compressed with compression.
+func DescribeTar(ctx context.Context, tarPath, compression string, history *descriptor.History) (descriptor.Layer, error) {
+	var l descriptor.Layer
+	f, err := os.Open(tarPath)
+	if err != nil {
+		return l, fmt.Errorf("reading layer tar %s: %w", tarPath, err)
+	}
+	defer f.Close()
+	s, err := newSums(compression, nil)
+	if err != nil {
+		return l, fmt.Errorf("describing layer tar %s: %w", tarPath, err)
+	}
+	if _, err := copyContext(ctx, s.w, f); err != nil {
+		return l, fmt.Errorf("reading layer tar %s: %w", tarPath, err)
+	}
+	if err := s.finish(&l); err != nil {
+		return l, err
+	}
+	l.Tar, l.History = tarPath, history
+	return l, nil
+}
+
+// copyContext copies r to w in 1 MiB chunks, stopping when ctx is done.
+func copyContext(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}

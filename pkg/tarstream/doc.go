@@ -1,0 +1,3 @@
+// Package tarstream provides the deterministic tar stream of a set of store
+// paths: the same contents always give the same bytes.
+package tarstream

@@ -1,0 +1,4 @@
+package tarstream
+
+// WithChunkSize exposes withChunkSize to the external tests.
+var WithChunkSize = withChunkSize
