@@ -1,0 +1,58 @@
+package commands
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/nixoci/nixoci/pkg/commands/options"
+	"github.com/nixoci/nixoci/pkg/publish"
+)
+
+// addCopy registers `nixoci copy`.
+func addCopy(app *cli.App) {
+	var o options.CopyOptions
+	app.Commands = append(app.Commands, &cli.Command{
+		Name:      "copy",
+		Usage:     "copy an image between any two containers/image references, nix:IMAGE.json included",
+		ArgsUsage: "SRC DEST",
+		Description: `Copies SRC to DEST like ` + "`skopeo copy`" + `, with the same flag names. A nix:IMAGE.json
+source streams each layer from the Nix store only when the destination asks for
+it, so layers the destination already holds are never read. Destinations:
+docker://HOST/NAME:TAG, docker-daemon:NAME:TAG, containers-storage:NAME:TAG,
+oci:DIR:TAG, oci-archive:FILE:TAG, docker-archive:FILE:NAME:TAG, dir:DIR.
+
+On a terminal progress bars are drawn; otherwise one line per blob is printed,
+"skipped: already exists" for blobs the destination has.
+
+Examples:
+   nixoci copy nix:./result docker://registry.example.com/app:v1
+   nixoci copy --dest-tls-verify=false nix:image.json docker://127.0.0.1:5000/app:v1
+   nixoci copy nix:image.json docker-daemon:app:v1
+   sudo nixoci copy nix:image.json containers-storage:localhost/app:v1`,
+		Flags:  o.Flags(),
+		Before: options.Before(&o),
+		Action: func(c *cli.Context) error {
+			return publish.Copy(c.Context, o.Src, o.Dest, publish.Options{
+				SrcTLSVerify:        optionalBool(o.SrcTLSVerify, o.SrcTLSVerifySet),
+				DestTLSVerify:       optionalBool(o.DestTLSVerify, o.DestTLSVerifySet),
+				SrcCreds:            o.SrcCreds,
+				DestCreds:           o.DestCreds,
+				AuthFile:            o.Authfile,
+				DestCompressFormat:  o.DestCompressFormat,
+				ImageParallelCopies: o.ImageParallelCopies,
+				AdditionalTags:      o.AdditionalTags.Value(),
+				PolicyPath:          o.Policy,
+				Progress:            o.Progress,
+				TTY:                 o.TTY,
+				Debug:               o.Debug,
+			})
+		},
+	})
+}
+
+// optionalBool is v when the flag was given, else nil (the default applies).
+func optionalBool(v, set bool) *bool {
+	if !set {
+		return nil
+	}
+	return &v
+}
