@@ -48,7 +48,7 @@ if [ ! -f /etc/containers/storage.conf ] || ! grep -q nixoci /etc/containers/sto
 	cat > /etc/containers/storage.conf <<'CONF'
 # written by nixoci scripts/setup-debian.sh
 [storage]
-driver = "vfs"
+driver = "overlay"
 runroot = "/run/containers/storage"
 graphroot = "/var/lib/containers/storage"
 CONF
