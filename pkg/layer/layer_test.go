@@ -321,6 +321,30 @@ func TestDescribeAll(t *testing.T) {
 	}
 }
 
+func TestDescribeAllRemovesTarsOnFailure(t *testing.T) {
+	// One good layer per worker, then a failing one: the failing layer is
+	// only started once a worker is free, so at least one tar is complete
+	// by the time the failure happens.
+	good := runtime.NumCPU()
+	paths := mkStore(t, good, 20<<10)
+	dir := t.TempDir()
+	var specs []layer.Spec
+	for i := range good {
+		specs = append(specs, layer.Spec{Paths: paths[i : i+1], Compression: descriptor.None, TarFile: filepath.Join(dir, fmt.Sprintf("layer-%d.tar", i))})
+	}
+	specs = append(specs, layer.Spec{Paths: []descriptor.Path{{Path: filepath.Join(t.TempDir(), "gone")}}, Compression: descriptor.None, TarFile: filepath.Join(dir, "bad.tar")})
+	if _, err := layer.DescribeAll(ctx(t), specs); err == nil {
+		t.Fatal("DescribeAll() = nil error, want the missing path's error")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("DescribeAll() failed but left %s behind", e.Name())
+	}
+}
+
 func TestRehash(t *testing.T) {
 	paths := mkStore(t, 4, 20<<10)
 	want0, err := layer.Describe(ctx(t), layer.Spec{Paths: paths[:2], Compression: descriptor.Gzip})

@@ -3,6 +3,7 @@ package layer
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 
@@ -22,6 +23,13 @@ func DescribeAll(ctx context.Context, specs []Spec) ([]descriptor.Layer, error) 
 		return nil
 	})
 	if err != nil {
+		// Leave nothing half-done: tars of the layers that did finish
+		// would describe a build that failed.
+		for i, l := range out {
+			if l.Tar != "" && l.Tar == specs[i].TarFile {
+				os.Remove(l.Tar)
+			}
+		}
 		return nil, err
 	}
 	return out, nil
