@@ -1,0 +1,120 @@
+# The nixoci Nix library.
+#
+#   nixoci = import ./nix { nixoci = <derivation or path holding bin/nixoci>; pkgs = <nixpkgs, optional>; };
+#   image = nixoci.buildImage { name = "hello"; config.Cmd = [ "${hello}/bin/hello" ]; };
+#
+# Every derivation this library makes runs `nixoci nix-build <kind>` as its
+# builder (structured attributes, `.attrs.json`), so it needs no stdenv, no
+# shell and no jq, and is written with `builtins` only. A build writes small
+# JSON descriptors; layer bytes are streamed from the store when an image is
+# copied (`nixoci copy`, or the copyTo* scripts in each image's passthru).
+#
+# What only nixpkgs can give is taken from `pkgs` when it is passed, and can
+# be passed on its own instead (for example
+# `import ./nix { nixoci = ./prebuilt; runtimeShell = "/bin/sh"; nix = "/usr"; }`).
+# A feature that needs a missing one fails at evaluation, naming the argument.
+{
+  # A derivation, store path or path whose `bin/nixoci` is the nixoci binary.
+  # It is the builder of every derivation here and the program the copy
+  # scripts run. Required.
+  nixoci,
+
+  # nixpkgs, optional. When given, `system`, `runtimeShell`, `nix`, `cacert`
+  # and the runAsRoot VM parts default to its packages.
+  pkgs ? null,
+
+  # The Nix system the builders run on ("x86_64-linux", ...). Default:
+  # `pkgs`' host system, else the evaluating machine's (`builtins.currentSystem`,
+  # which pure evaluation such as flakes does not have: pass `system` or `pkgs` there).
+  system ? (if pkgs != null then pkgs.stdenv.hostPlatform.system else builtins.currentSystem),
+
+  # Path string of a POSIX shell, used as the interpreter of the copyTo*
+  # and getManifest scripts. Default: `pkgs.runtimeShell`; without `pkgs`,
+  # scripts fail at evaluation until it is passed.
+  runtimeShell ? (if pkgs != null then pkgs.runtimeShell else null),
+
+  # A derivation or path holding `bin/nix-store`, used at build time by
+  # `initializeNixDatabase` to write the image's Nix database. Default:
+  # `pkgs.nix`; without `pkgs` that feature fails at evaluation until it is passed.
+  nix ? (if pkgs != null then pkgs.nix else null),
+
+  # A derivation or path holding `etc/ssl/certs/ca-bundle.crt`, handed to the
+  # pulling derivations as SSL_CERT_FILE (sandboxed builds see no /etc/ssl).
+  # Default: `pkgs.cacert`; null leaves the system's certificates in use.
+  cacert ? (if pkgs != null then pkgs.cacert else null),
+
+  # The runAsRoot VM parts, handed to ./run-as-root.nix, which documents them
+  # and takes their defaults from `pkgs` when they are null:
+  # the kernel image file, the kernel's module directory (holding modules.dep),
+  # and the qemu-system-* binary.
+  vmKernel ? null,
+  vmModules ? null,
+  qemu ? null,
+}:
+let
+  internal = import ./internal.nix { inherit nixoci system; };
+
+  shell =
+    fn:
+    if runtimeShell == null then
+      throw "nixoci.${fn}: the scripts need a POSIX shell: pass `runtimeShell` (a path string such as \"/bin/sh\") or `pkgs` when importing nixoci's nix/ library"
+    else
+      "${runtimeShell}";
+
+  scripts = import ./scripts.nix { inherit internal nixoci shell; };
+
+  layer = import ./layer.nix { inherit internal; };
+
+  pull = import ./pull.nix {
+    inherit
+      internal
+      nixoci
+      cacert
+      scripts
+      ;
+  };
+
+  runAsRootFile = ./run-as-root.nix;
+  runAsRootLayer =
+    if builtins.pathExists runAsRootFile then
+      import runAsRootFile {
+        inherit
+          nixoci
+          pkgs
+          system
+          internal
+          runtimeShell
+          vmKernel
+          vmModules
+          qemu
+          ;
+      }
+    else
+      throw "nixoci.buildImage: runAsRoot is not available in this copy of nixoci (nix/run-as-root.nix is missing)";
+
+  image = import ./image.nix {
+    inherit
+      internal
+      scripts
+      nix
+      runAsRootLayer
+      ;
+  };
+in
+{
+  inherit (image) buildImage;
+  inherit (layer) buildLayer;
+  inherit (pull) pullImage pullImageFromManifest;
+
+  # The nixoci the library was instantiated with (a path string with context).
+  nixoci = "${nixoci}";
+
+  # Shell text for the start of a runAsRoot script that needs useradd,
+  # groupadd and the like (from `pkgs.shadow`); see ./run-as-root.nix.
+  shadowSetup = runAsRootLayer.shadowSetup;
+
+  # Writes an executable script `bin/<name>` (interpreted by `runtimeShell`)
+  # without stdenv: `writeScript { name = "hi"; text = "echo hi"; }`.
+  # The result has meta.mainProgram, so `nix run` runs it.
+  writeScript = scripts.writeScript;
+}

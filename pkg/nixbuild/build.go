@@ -1,0 +1,53 @@
+package nixbuild
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+// builders are the derivation kinds, by the name the Nix library passes
+// as `nixoci nix-build <kind>`.
+func builders() map[string]func(ctx context.Context, a *Attrs, tmp string) error {
+	return map[string]func(ctx context.Context, a *Attrs, tmp string) error{
+		"layers":              func(ctx context.Context, a *Attrs, _ string) error { return buildLayers(ctx, a) },
+		"image":               buildImage,
+		"write-script":        func(_ context.Context, a *Attrs, _ string) error { return writeScript(a) },
+		"pull":                pullToDir,
+		"image-from-dir":      imageFromDir,
+		"fetch-blob":          fetchBlob,
+		"image-from-manifest": imageFromManifest,
+	}
+}
+
+// Kinds returns the derivation kinds Run knows, sorted.
+func Kinds() []string {
+	var out []string
+	for k := range builders() {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Run builds the derivation of the given kind whose structured attributes
+// are in attrsFile, writing its outputs; tmp is scratch space.
+func Run(ctx context.Context, kind, attrsFile, tmp string) error {
+	build, ok := builders()[kind]
+	if !ok {
+		return fmt.Errorf("unknown derivation kind %q: expected one of %s (is the nix/ library from the same nixoci version?)", kind, strings.Join(Kinds(), ", "))
+	}
+	a, err := LoadAttrs(attrsFile)
+	if err != nil {
+		return err
+	}
+	if tmp == "" {
+		tmp = os.TempDir()
+	}
+	if err := build(ctx, a, tmp); err != nil {
+		return fmt.Errorf("nix-build %s: %w", kind, err)
+	}
+	return nil
+}
