@@ -74,23 +74,18 @@ let
       ;
   };
 
-  runAsRootFile = ./run-as-root.nix;
-  runAsRootLayer =
-    if builtins.pathExists runAsRootFile then
-      import runAsRootFile {
-        inherit
-          nixoci
-          pkgs
-          system
-          internal
-          runtimeShell
-          vmKernel
-          vmModules
-          qemu
-          ;
-      }
-    else
-      throw "nixoci.buildImage: runAsRoot is not available in this copy of nixoci (nix/run-as-root.nix is missing)";
+  runAsRootLayer = import ./run-as-root.nix {
+    inherit
+      nixoci
+      pkgs
+      system
+      internal
+      runtimeShell
+      vmKernel
+      vmModules
+      qemu
+      ;
+  };
 
   image = import ./image.nix {
     inherit

@@ -31,3 +31,6 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -tags "$tags" ./...
 
 echo "== go test"
 go test -tags "$tags" -timeout 80m -count=1 ./...
+
+echo "== benchmarks (bench/: ratios to sha256sum, peak RSS, push times)"
+go test -tags "$tags" -run '^$' -bench . -benchtime 1x -timeout 30m -count=1 ./bench/

@@ -11,11 +11,16 @@ import (
 	"syscall"
 
 	"github.com/nixoci/nixoci/pkg/commands"
+	"github.com/nixoci/nixoci/pkg/guest"
 	"go.podman.io/storage/pkg/reexec"
 )
 
 func main() {
 	if reexec.Init() {
+		return
+	}
+	// Inside the runAsRoot VM this binary is PID 1; the guest takes over.
+	if guest.Init() {
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -34,28 +34,34 @@ type Spec struct {
 	TarFile string
 }
 
-// digester counts and hashes what is written to it.
-type digester struct {
+// Digester counts and sha256-hashes what is written to it: the digest and
+// size of a blob or tar as it streams past.
+type Digester struct {
 	h hash.Hash
 	n int64
 }
 
-func newDigester() *digester { return &digester{h: sha256.New()} }
+// NewDigester returns an empty Digester.
+func NewDigester() *Digester { return &Digester{h: sha256.New()} }
 
-func (d *digester) Write(p []byte) (int, error) {
+func (d *Digester) Write(p []byte) (int, error) {
 	d.h.Write(p)
 	d.n += int64(len(p))
 	return len(p), nil
 }
 
-func (d *digester) digest() digest.Digest { return digest.NewDigest(digest.SHA256, d.h) }
+// Digest is the sha256 digest of everything written so far.
+func (d *Digester) Digest() digest.Digest { return digest.NewDigest(digest.SHA256, d.h) }
+
+// Size is the number of bytes written so far.
+func (d *Digester) Size() int64 { return d.n }
 
 // sums computes a layer's digests from one pass over its tar: the tar is
 // written to Writer; Finish closes the compressor and fills the layer.
 type sums struct {
 	c     compress.Compressor
-	diff  *digester
-	blob  *digester // nil for "none": the blob is the tar
+	diff  *Digester
+	blob  *Digester // nil for "none": the blob is the tar
 	cw    io.WriteCloser
 	w     io.Writer
 	extra io.Writer
@@ -69,13 +75,13 @@ func newSums(algorithm string, extra io.Writer) (*sums, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sums{c: c, diff: newDigester(), extra: extra}
+	s := &sums{c: c, diff: NewDigester(), extra: extra}
 	ws := []io.Writer{s.diff}
 	if extra != nil {
 		ws = append(ws, extra)
 	}
 	if algorithm != descriptor.None {
-		s.blob = newDigester()
+		s.blob = NewDigester()
 		if s.cw, err = c.NewWriter(s.blob); err != nil {
 			return nil, err
 		}
@@ -96,9 +102,9 @@ func (s *sums) finish(l *descriptor.Layer) error {
 	}
 	l.MediaType = s.c.MediaType()
 	l.Compressor = s.c.Identity()
-	l.DiffID, l.UncompressedSize = s.diff.digest(), s.diff.n
+	l.DiffID, l.UncompressedSize = s.diff.Digest(), s.diff.Size()
 	if s.blob != nil {
-		l.Digest, l.Size = s.blob.digest(), s.blob.n
+		l.Digest, l.Size = s.blob.Digest(), s.blob.Size()
 	} else {
 		l.Digest, l.Size = l.DiffID, l.UncompressedSize
 	}

@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -102,12 +103,19 @@ func produce(ctx context.Context, c compress.Compressor, write func(context.Cont
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		cw, err := c.NewWriter(pw)
+		// Compressors hand on their output in pieces of a few hundred
+		// bytes; batching it keeps the reader (often an HTTP upload) from
+		// making a system call per piece.
+		bw := bufio.NewWriterSize(pw, 1<<20)
+		cw, err := c.NewWriter(bw)
 		if err == nil {
 			err = write(ctx, cw)
 			if cerr := cw.Close(); err == nil {
 				err = cerr
 			}
+		}
+		if err == nil {
+			err = bw.Flush()
 		}
 		pw.CloseWithError(err)
 	}()

@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
-	"sync"
 
+	"github.com/nixoci/nixoci/internal/parallel"
 	"github.com/nixoci/nixoci/pkg/descriptor"
 )
 
@@ -14,7 +13,7 @@ import (
 // in input order; the first error cancels the rest and is returned.
 func DescribeAll(ctx context.Context, specs []Spec) ([]descriptor.Layer, error) {
 	out := make([]descriptor.Layer, len(specs))
-	err := parallel(ctx, len(specs), func(ctx context.Context, i int) error {
+	err := parallel.Do(ctx, len(specs), func(ctx context.Context, i int) error {
 		l, err := Describe(ctx, specs[i])
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
@@ -33,46 +32,4 @@ func DescribeAll(ctx context.Context, specs []Spec) ([]descriptor.Layer, error) 
 		return nil, err
 	}
 	return out, nil
-}
-
-// parallel runs fn(ctx, i) for every i in [0,n) on runtime.NumCPU()
-// goroutines. The first error cancels ctx for the others and is returned.
-func parallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	workers := min(runtime.NumCPU(), n)
-	next := make(chan int)
-	var (
-		wg       sync.WaitGroup
-		once     sync.Once
-		firstErr error
-	)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := fn(ctx, i); err != nil {
-					once.Do(func() {
-						firstErr = err
-						cancel()
-					})
-				}
-			}
-		}()
-	}
-feed:
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
 }

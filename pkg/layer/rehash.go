@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/nixoci/nixoci/internal/parallel"
 	"github.com/nixoci/nixoci/pkg/compress"
 	"github.com/nixoci/nixoci/pkg/descriptor"
 )
@@ -20,7 +21,7 @@ import (
 func Rehash(ctx context.Context, img *descriptor.Image) error {
 	layers := make([]descriptor.Layer, len(img.Layers))
 	copy(layers, img.Layers)
-	err := parallel(ctx, len(layers), func(ctx context.Context, i int) error {
+	err := parallel.Do(ctx, len(layers), func(ctx context.Context, i int) error {
 		if err := rehash(ctx, &layers[i]); err != nil {
 			return fmt.Errorf("rehashing layer %d (%s): %w", i, layers[i].Digest, err)
 		}
@@ -61,13 +62,13 @@ func rehash(ctx context.Context, l *descriptor.Layer) error {
 			return fmt.Errorf("reading layer blob %s: %w", l.Blob, err)
 		}
 		defer f.Close()
-		blob := newDigester()
+		blob := NewDigester()
 		zr, err := compress.NewReader(algorithm, io.TeeReader(f, blob))
 		if err != nil {
 			return fmt.Errorf("reading layer blob %s: %w", l.Blob, err)
 		}
 		defer zr.Close()
-		diff := newDigester()
+		diff := NewDigester()
 		if _, err := copyContext(ctx, diff, zr); err != nil {
 			return fmt.Errorf("decompressing layer blob %s: %w", l.Blob, err)
 		}
@@ -76,12 +77,12 @@ func rehash(ctx context.Context, l *descriptor.Layer) error {
 			return fmt.Errorf("reading layer blob %s: %w", l.Blob, err)
 		}
 		if l.Digest == "" {
-			l.Digest = blob.digest()
-		} else if l.Digest != blob.digest() {
-			return fmt.Errorf("layer blob %s has digest %s, not %s as its descriptor says: the file changed; rebuild the image", l.Blob, blob.digest(), l.Digest)
+			l.Digest = blob.Digest()
+		} else if l.Digest != blob.Digest() {
+			return fmt.Errorf("layer blob %s has digest %s, not %s as its descriptor says: the file changed; rebuild the image", l.Blob, blob.Digest(), l.Digest)
 		}
-		l.Size = blob.n
-		l.DiffID, l.UncompressedSize = diff.digest(), diff.n
+		l.Size = blob.Size()
+		l.DiffID, l.UncompressedSize = diff.Digest(), diff.Size()
 	}
 	return nil
 }

@@ -2,23 +2,21 @@ package verify
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
-	"runtime"
 	"strings"
-	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 
+	"github.com/nixoci/nixoci/internal/parallel"
 	"github.com/nixoci/nixoci/pkg/compress"
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/pkg/layer"
 	"github.com/nixoci/nixoci/pkg/tarstream"
 )
 
@@ -91,42 +89,18 @@ func Image(ctx context.Context, img *descriptor.Image) (*Report, error) {
 	}
 	reports := make([]LayerReport, len(img.Layers))
 	errs := make([]error, len(img.Layers))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(runtime.NumCPU(), len(img.Layers)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				reports[i], errs[i] = verifyLayer(ctx, i, img.Layers[i])
-			}
-		}()
+	// Every layer is checked, so that all mismatches are reported at once.
+	if err := parallel.Do(ctx, len(img.Layers), func(ctx context.Context, i int) error {
+		reports[i], errs[i] = verifyLayer(ctx, i, img.Layers[i])
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("verifying image: %w", err)
 	}
-	for i := range img.Layers {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return &Report{Layers: reports}, nil
 }
-
-type counter struct {
-	h hash.Hash
-	n int64
-}
-
-func newCounter() *counter { return &counter{h: sha256.New()} }
-
-func (c *counter) Write(p []byte) (int, error) {
-	c.h.Write(p)
-	c.n += int64(len(p))
-	return len(p), nil
-}
-
-func (c *counter) digest() digest.Digest { return digest.NewDigest(digest.SHA256, c.h) }
 
 func verifyLayer(ctx context.Context, i int, l descriptor.Layer) (LayerReport, error) {
 	rep := LayerReport{Index: i, Digest: l.Digest, DiffID: l.DiffID}
@@ -137,7 +111,7 @@ func verifyLayer(ctx context.Context, i int, l descriptor.Layer) (LayerReport, e
 	if algorithm == "" {
 		algorithm = descriptor.AlgorithmOf(l.MediaType)
 	}
-	diff, blob := newCounter(), newCounter()
+	diff, blob := layer.NewDigester(), layer.NewDigester()
 	w := io.Writer(diff)
 	var cw io.WriteCloser
 	switch {
@@ -195,11 +169,11 @@ func verifyLayer(ctx context.Context, i int, l descriptor.Layer) (LayerReport, e
 	}
 
 	m := &MismatchError{Layer: i, Digest: l.Digest}
-	m.What = compare(m.What, "diff_id", diff.digest(), l.DiffID, diff.n, l.UncompressedSize)
+	m.What = compare(m.What, "diff_id", diff.Digest(), l.DiffID, diff.Size(), l.UncompressedSize)
 	tarDiffers := len(m.What) > 0
 	// A different tar gives a different blob; say it only when the tar matches.
 	if !tarDiffers && rep.CompressedChecked && algorithm != descriptor.None {
-		m.What = compare(m.What, "digest", blob.digest(), l.Digest, blob.n, l.Size)
+		m.What = compare(m.What, "digest", blob.Digest(), l.Digest, blob.Size(), l.Size)
 	}
 	if algorithm == descriptor.None && (l.Digest != l.DiffID || l.Size != l.UncompressedSize) {
 		m.What = append(m.What, fmt.Sprintf("digest %s and size %d should equal the diff_id and uncompressed size of an uncompressed layer", l.Digest, l.Size))
@@ -321,7 +295,7 @@ func verifyBlob(ctx context.Context, i int, l descriptor.Layer, rep *LayerReport
 	if algorithm == "" {
 		algorithm = descriptor.AlgorithmOf(l.MediaType)
 	}
-	blob, diff := newCounter(), newCounter()
+	blob, diff := layer.NewDigester(), layer.NewDigester()
 	zr, err := compress.NewReader(algorithm, io.TeeReader(f, blob))
 	if err != nil {
 		return fmt.Errorf("layer %d (%s): layer blob %s: %w", i, l.Digest, l.Blob, err)
@@ -335,9 +309,9 @@ func verifyBlob(ctx context.Context, i int, l descriptor.Layer, rep *LayerReport
 	}
 	rep.CompressedChecked = true
 	m := &MismatchError{Layer: i, Digest: l.Digest}
-	m.What = compare(m.What, "digest", blob.digest(), l.Digest, blob.n, l.Size)
+	m.What = compare(m.What, "digest", blob.Digest(), l.Digest, blob.Size(), l.Size)
 	if l.DiffID != "" {
-		m.What = compare(m.What, "diff_id", diff.digest(), l.DiffID, diff.n, l.UncompressedSize)
+		m.What = compare(m.What, "diff_id", diff.Digest(), l.DiffID, diff.Size(), l.UncompressedSize)
 	}
 	if len(m.What) == 0 {
 		return nil
