@@ -29,8 +29,20 @@ for p in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing ${missing[*]}"
+	# Keep the packages' own services (dockerd with its default bridge and
+	# iptables rules, a registry with Debian's default config) from starting:
+	# this script starts them below, on loopback only.
+	policy=/usr/sbin/policy-rc.d
+	own_policy=
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' > "$policy"
+		chmod +x "$policy"
+		own_policy=1
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	if [ -n "$own_policy" ]; then rm -f "$policy"; trap - EXIT; fi
 fi
 
 # Nix: single-user as root, no sandbox, no binary cache (none is reachable).
