@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
 // Targets of issue 2; a miss is reported, not failed.
@@ -26,7 +26,6 @@ const (
 )
 
 const (
-	buildTags = "containers_image_openpgp exclude_graphdriver_btrfs"
 	// commandTimeout bounds every command the benchmark runs.
 	commandTimeout = 10 * time.Minute
 	// defaultRounds is how often each timed command runs, alternating
@@ -142,10 +141,8 @@ func newFixture(b *testing.B) *fixture {
 
 	start := time.Now()
 	f.bin = filepath.Join(f.dir, "nixoci")
-	build := exec.Command("go", "build", "-tags", buildTags, "-o", f.bin, "./cmd/nixoci")
-	build.Dir = ".." // the module root: go test runs in the package directory
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building nixoci: %v\n%s", err, out)
+	if err := testenv.BuildNixoci(f.bin, true); err != nil {
+		b.Fatal(err)
 	}
 	b.Logf("built %s in %v", f.bin, time.Since(start).Round(time.Millisecond))
 
@@ -185,19 +182,13 @@ func (f *fixture) sha256sum(b *testing.B) (outcome, error) {
 // child's peak RSS. env is added to the environment.
 func (f *fixture) run(b *testing.B, env []string, name string, args ...string) (outcome, error) {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
-	err := cmd.Run()
-	o := outcome{wall: time.Since(start), stdout: stdout.String()}
-	if err != nil {
-		return o, fmt.Errorf("running %s %s: %w\n%s", name, strings.Join(args, " "), err, tail(stderr.String(), 4000))
+	r := testenv.Cmd{Name: name, Args: args, Env: env, Timeout: commandTimeout}.Run(context.Background())
+	o := outcome{wall: time.Since(start), stdout: r.Stdout}
+	if r.Err != nil {
+		return o, fmt.Errorf("running %s %s: %w\n%s", name, strings.Join(args, " "), r.Err, tail(r.Stderr, 4000))
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+	if ru, ok := r.State.SysUsage().(*syscall.Rusage); ok {
 		o.rssMiB = float64(ru.Maxrss) / 1024 // KiB on Linux
 		o.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
@@ -284,11 +275,10 @@ func (f *fixture) benchLayers(b *testing.B, l layerRun) {
 func (f *fixture) benchPush(b *testing.B) {
 	registry := os.Getenv("NIXOCI_TEST_REGISTRY")
 	if registry == "" {
-		if os.Getenv("CI") == "true" {
-			b.Fatal("NIXOCI_TEST_REGISTRY is unset under CI: .ci/run starts docker-registry on 127.0.0.1:5000 and sets it")
+		if !testenv.InCI() {
+			f.rows = append(f.rows, row{what: "push", note: "skipped: NIXOCI_TEST_REGISTRY is unset"})
 		}
-		f.rows = append(f.rows, row{what: "push", note: "skipped: NIXOCI_TEST_REGISTRY is unset"})
-		b.Skip("NIXOCI_TEST_REGISTRY is unset: start a registry (docker-registry serve CONFIG) and set it to HOST:PORT")
+		testenv.Missing(b, "NIXOCI_TEST_REGISTRY is unset: start a registry (docker-registry serve CONFIG; .ci/run starts one on 127.0.0.1:5000) and set it to HOST:PORT")
 	}
 	l := layerRun{descriptor.Gzip, manyLayers}
 	layers, ok := f.layers[l.name()]

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixoci/nixoci/tests/testenv"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -33,22 +34,22 @@ func listDir(t *testing.T, dir string) []string {
 
 // failing runs nixoci expecting a non-zero exit whose stderr names every
 // string in want.
-func failing(t *testing.T, ctx context.Context, want []string, args ...string) result {
+func failing(t *testing.T, ctx context.Context, want []string, args ...string) testenv.Result {
 	t.Helper()
-	r := run(ctx, nixoci(t), args...)
-	if r.err == nil {
+	r := testenv.Run(ctx, nixoci(t), args...)
+	if r.Err == nil {
 		t.Fatalf("nixoci %s succeeded, want a failure:\n%s", strings.Join(args, " "), r)
 	}
 	if ctx.Err() != nil {
 		t.Fatalf("nixoci %s timed out:\n%s", strings.Join(args, " "), r)
 	}
 	for _, w := range want {
-		if !strings.Contains(r.stderr, w) {
-			t.Errorf("nixoci %s: stderr does not name %q:\n%s", strings.Join(args, " "), w, r.stderr)
+		if !strings.Contains(r.Stderr, w) {
+			t.Errorf("nixoci %s: stderr does not name %q:\n%s", strings.Join(args, " "), w, r.Stderr)
 		}
 	}
-	if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n > 3 {
-		t.Errorf("nixoci %s: want one clear error, got %d lines:\n%s", strings.Join(args, " "), n+1, r.stderr)
+	if n := strings.Count(strings.TrimSpace(r.Stderr), "\n"); n > 3 {
+		t.Errorf("nixoci %s: want one clear error, got %d lines:\n%s", strings.Join(args, " "), n+1, r.Stderr)
 	}
 	return r
 }
@@ -133,7 +134,7 @@ func TestBadBuildInput(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			for name, content := range tt.files {
-				writeFile(t, filepath.Join(dir, name), content, 0o644)
+				testenv.WriteFile(t, filepath.Join(dir, name), content, 0o644)
 			}
 			before := listDir(t, dir)
 			var args []string
@@ -157,9 +158,9 @@ func TestBadImageInput(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
 	dir := t.TempDir()
 	malformed := filepath.Join(dir, "malformed.json")
-	writeFile(t, malformed, `{"nixoci": 1, "layers": [}`, 0o644)
+	testenv.WriteFile(t, malformed, `{"nixoci": 1, "layers": [}`, 0o644)
 	future := filepath.Join(dir, "future.json")
-	writeFile(t, future, `{"nixoci": 42, "architecture": "amd64", "os": "linux", "config": {}, "layers": []}`, 0o644)
+	testenv.WriteFile(t, future, `{"nixoci": 42, "architecture": "amd64", "os": "linux", "config": {}, "layers": []}`, 0o644)
 	oci := "oci:" + filepath.Join(dir, "layout") + ":t"
 	for _, tt := range []struct {
 		name string
@@ -195,8 +196,8 @@ func TestGarbageCollectedPath(t *testing.T) {
 	layout := filepath.Join(t.TempDir(), "layout")
 	failing(t, ctx, []string{s.Data}, "copy", "nix:"+img.Path, "oci:"+layout+":v1")
 	if _, err := osexec.LookPath("skopeo"); err == nil {
-		if r := run(ctx, "skopeo", "inspect", "oci:"+layout+":v1"); r.err == nil {
-			t.Errorf("after a failed copy, skopeo inspect oci:%s:v1 succeeded: the layout looks valid:\n%s", layout, r.stdout)
+		if r := testenv.Run(ctx, "skopeo", "inspect", "oci:"+layout+":v1"); r.Err == nil {
+			t.Errorf("after a failed copy, skopeo inspect oci:%s:v1 succeeded: the layout looks valid:\n%s", layout, r.Stdout)
 		}
 	}
 	failing(t, ctx, []string{s.Data}, "verify", "nix:"+img.Path)
@@ -208,27 +209,27 @@ func TestRegistryFaults(t *testing.T) {
 	img := buildImage(t, ctx, newStore(t))
 
 	t.Run("unreachable", func(t *testing.T) {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := testenv.FreeAddr(t)
 		failing(t, ctx, []string{addr}, "copy", "--dest-tls-verify=false", "nix:"+img.Path, "docker://"+addr+"/nixoci/x:v1")
 	})
 
 	t.Run("wrong credentials", func(t *testing.T) {
-		requireTools(t, "docker-registry")
+		testenv.RequireTools(t, "docker-registry")
 		hash, err := bcrypt.GenerateFromPassword([]byte("right-password"), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)
 		}
 		htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-		writeFile(t, htpasswd, "nixoci:"+string(hash)+"\n", 0o644)
-		reg := startRegistry(t, ctx, htpasswd)
+		testenv.WriteFile(t, htpasswd, "nixoci:"+string(hash)+"\n", 0o644)
+		reg := testenv.StartRegistry(t, ctx, testenv.RegistryOptions{Htpasswd: htpasswd}).Addr
 		ref := "docker://" + reg + "/nixoci/auth:v1"
 		failing(t, ctx, []string{reg}, "copy", "--dest-tls-verify=false", "--dest-creds", "nixoci:wrong-password", "nix:"+img.Path, ref)
 
 		// The right password works, from the flag and from an auth file.
-		must(t, ctx, nixoci(t), "copy", "--dest-tls-verify=false", "--dest-creds", "nixoci:right-password", "nix:"+img.Path, ref)
+		testenv.Must(t, ctx, nixoci(t), "copy", "--dest-tls-verify=false", "--dest-creds", "nixoci:right-password", "nix:"+img.Path, ref)
 		auth := filepath.Join(t.TempDir(), "auth.json")
-		writeFile(t, auth, fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, reg, basicAuth("nixoci", "right-password")), 0o600)
-		must(t, ctx, nixoci(t), "copy", "--dest-tls-verify=false", "--authfile", auth, "nix:"+img.Path, ref+"-authfile")
+		testenv.WriteFile(t, auth, fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, reg, basicAuth("nixoci", "right-password")), 0o600)
+		testenv.Must(t, ctx, nixoci(t), "copy", "--dest-tls-verify=false", "--authfile", auth, "nix:"+img.Path, ref+"-authfile")
 	})
 }
 
@@ -244,7 +245,7 @@ func TestUnreadableFile(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	s := newStore(t)
 	secret := filepath.Join(s.Data, "share", "secret.txt")
-	writeFile(t, secret, "secret\n", 0o400)
+	testenv.WriteFile(t, secret, "secret\n", 0o400)
 	bin := nixoci(t)
 	out := filepath.Join(t.TempDir(), "out")
 	if err := os.Mkdir(out, 0o777); err != nil {

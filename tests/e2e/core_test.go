@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/tests/testenv"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -52,29 +53,29 @@ func TestInspect(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
 	s := newStore(t)
 	img := buildImage(t, ctx, s)
-	r := must(t, ctx, nixoci(t), "inspect", "nix:"+img.Path)
+	r := testenv.Must(t, ctx, nixoci(t), "inspect", "nix:"+img.Path)
 	for _, l := range img.Image.Layers {
-		if !strings.Contains(r.stdout, l.Digest.String()) || !strings.Contains(r.stdout, l.DiffID.String()) {
-			t.Errorf("inspect output lacks layer %s (diff_id %s):\n%s", l.Digest, l.DiffID, r.stdout)
+		if !strings.Contains(r.Stdout, l.Digest.String()) || !strings.Contains(r.Stdout, l.DiffID.String()) {
+			t.Errorf("inspect output lacks layer %s (diff_id %s):\n%s", l.Digest, l.DiffID, r.Stdout)
 		}
 	}
 	for _, p := range []string{s.Busybox, s.Root, s.Data} {
-		if !strings.Contains(r.stdout, p) {
-			t.Errorf("inspect output lacks store path %s:\n%s", p, r.stdout)
+		if !strings.Contains(r.Stdout, p) {
+			t.Errorf("inspect output lacks store path %s:\n%s", p, r.Stdout)
 		}
 	}
-	if !strings.Contains(r.stdout, hello) {
-		t.Errorf("inspect output lacks the config's entrypoint %q:\n%s", hello, r.stdout)
+	if !strings.Contains(r.Stdout, hello) {
+		t.Errorf("inspect output lacks the config's entrypoint %q:\n%s", hello, r.Stdout)
 	}
 
-	r = must(t, ctx, nixoci(t), "inspect", "--json", "nix:"+img.Path)
+	r = testenv.Must(t, ctx, nixoci(t), "inspect", "--json", "nix:"+img.Path)
 	var out struct {
 		Manifest ocispec.Manifest
 		Config   ocispec.Image
 		Layers   []descriptor.Layer
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
-		t.Fatalf("inspect --json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, r.Stdout)
 	}
 	if len(out.Manifest.Layers) != len(img.Image.Layers) || len(out.Config.RootFS.DiffIDs) != len(img.Image.Layers) {
 		t.Fatalf("inspect --json: %d manifest layers and %d diff_ids, want %d", len(out.Manifest.Layers), len(out.Config.RootFS.DiffIDs), len(img.Image.Layers))
@@ -95,13 +96,13 @@ func TestVerify(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
 	s := newStore(t)
 	img := buildImage(t, ctx, s)
-	must(t, ctx, nixoci(t), "verify", "nix:"+img.Path)
+	testenv.Must(t, ctx, nixoci(t), "verify", "nix:"+img.Path)
 
 	changed := filepath.Join(s.Data, "share", "data.txt")
 	if err := os.Chmod(changed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, changed, "some DATA\n", 0o444)
+	testenv.WriteFile(t, changed, "some DATA\n", 0o444)
 	failing(t, ctx, []string{s.Data, "share/data.txt"}, "verify", "nix:"+img.Path)
 }
 
@@ -123,7 +124,7 @@ func ociHeaders(t *testing.T, ctx context.Context, img builtImage) map[string]*t
 	layout := filepath.Join(t.TempDir(), "layout")
 	copyImage(t, ctx, img, "oci:"+layout+":v1")
 	var index ocispec.Index
-	if err := json.Unmarshal(mustRead(t, filepath.Join(layout, "index.json")), &index); err != nil || len(index.Manifests) != 1 {
+	if err := json.Unmarshal(testenv.ReadFile(t, filepath.Join(layout, "index.json")), &index); err != nil || len(index.Manifests) != 1 {
 		t.Fatalf("index.json: %v, %d manifests", err, len(index.Manifests))
 	}
 	var m ocispec.Manifest
@@ -163,15 +164,6 @@ func ociHeaders(t *testing.T, ctx context.Context, img builtImage) map[string]*t
 	return headers
 }
 
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 // TestLayerFlags exercises --perms, --history, --compression, --ignore,
 // --exclude-layers and --tar-directory through the whole chain.
 func TestLayerFlags(t *testing.T) {
@@ -182,13 +174,13 @@ func TestLayerFlags(t *testing.T) {
 
 	// A base layer with busybox, then a layer of the rest that excludes it.
 	base := filepath.Join(dir, "base.json")
-	must(t, ctx, bin, "layers", "-o", base, "--compression", "zstd", s.Busybox)
+	testenv.Must(t, ctx, bin, "layers", "-o", base, "--compression", "zstd", s.Busybox)
 	perms := writeJSON(t, filepath.Join(dir, "perms.json"), []map[string]any{{
 		"path": s.Data, "regex": "^" + s.Data + "/share$", "mode": "0700", "uid": 1000, "gid": 100, "uname": "app", "gname": "users",
 	}})
 	history := writeJSON(t, filepath.Join(dir, "history.json"), map[string]string{"created_by": "e2e", "author": "nixoci tests", "comment": "the rest"})
 	rest := filepath.Join(dir, "rest.json")
-	must(t, ctx, bin, "layers", "-o", rest, "--exclude-layers", base, "--perms", perms, "--history", history,
+	testenv.Must(t, ctx, bin, "layers", "-o", rest, "--exclude-layers", base, "--perms", perms, "--history", history,
 		"--compression", "none", "--copy-to-root", s.Root, s.Busybox, s.Root, s.Data)
 	ls, err := descriptor.LoadLayers(rest)
 	if err != nil {
@@ -210,7 +202,7 @@ func TestLayerFlags(t *testing.T) {
 
 	config := writeJSON(t, filepath.Join(dir, "config.json"), map[string]any{"Entrypoint": []string{"/bin/busybox", "echo", hello}})
 	imgPath := filepath.Join(dir, "image.json")
-	must(t, ctx, bin, "image", "-o", imgPath, "--name", "Flags", "--config", config, base, rest)
+	testenv.Must(t, ctx, bin, "image", "-o", imgPath, "--name", "Flags", "--config", config, base, rest)
 	d, err := descriptor.LoadImage(imgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +232,7 @@ func TestLayerFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	tarred := filepath.Join(dir, "tarred.json")
-	must(t, ctx, bin, "layers", "-o", tarred, "--max-layers", "2", "--tar-directory", tars, s.Busybox, s.Data)
+	testenv.Must(t, ctx, bin, "layers", "-o", tarred, "--max-layers", "2", "--tar-directory", tars, s.Busybox, s.Data)
 	tl, err := descriptor.LoadLayers(tarred)
 	if err != nil {
 		t.Fatal(err)
@@ -252,10 +244,12 @@ func TestLayerFlags(t *testing.T) {
 		if l.Tar == "" || len(l.Paths) != 0 {
 			t.Fatalf("--tar-directory: layer %d has tar %q and %d paths, want a tar only", i, l.Tar, len(l.Paths))
 		}
-		names := tarNames(t, l.Tar)
 		// Each tar holds one store path's files only, not both.
+		var names []string
 		hasBB, hasData := false, false
-		for _, n := range names {
+		for _, e := range testenv.ReadTar(t, l.Tar) {
+			n := e.Header.Name
+			names = append(names, n)
 			hasBB = hasBB || strings.Contains(n, filepath.Base(s.Busybox))
 			hasData = hasData || strings.Contains(n, filepath.Base(s.Data))
 		}
@@ -270,29 +264,8 @@ func TestLayerFlags(t *testing.T) {
 		}
 	}
 	timg := filepath.Join(dir, "timage.json")
-	must(t, ctx, bin, "image", "-o", timg, "--name", "tarred", tarred)
-	must(t, ctx, bin, "verify", "nix:"+timg)
-}
-
-func tarNames(t *testing.T, path string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var names []string
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names
-		}
-		if err != nil {
-			t.Fatalf("reading %s: %v", path, err)
-		}
-		names = append(names, h.Name)
-	}
+	testenv.Must(t, ctx, bin, "image", "-o", timg, "--name", "tarred", tarred)
+	testenv.Must(t, ctx, bin, "verify", "nix:"+timg)
 }
 
 func keys[V any](m map[string]V) []string {
@@ -312,7 +285,7 @@ func TestNix2ContainerInput(t *testing.T) {
 	dir := t.TempDir()
 	bin := nixoci(t)
 	own := filepath.Join(dir, "own.json")
-	must(t, ctx, bin, "layers", "-o", own, "--compression", "none", s.Data)
+	testenv.Must(t, ctx, bin, "layers", "-o", own, "--compression", "none", s.Data)
 	ownLayers, err := descriptor.LoadLayers(own)
 	if err != nil {
 		t.Fatal(err)
@@ -329,10 +302,10 @@ func TestNix2ContainerInput(t *testing.T) {
 		}},
 	})
 
-	r := must(t, ctx, bin, "inspect", "--json", "nix:"+n2c)
+	r := testenv.Must(t, ctx, bin, "inspect", "--json", "nix:"+n2c)
 	var out struct{ Layers []descriptor.Layer }
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
-		t.Fatalf("inspect --json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, r.Stdout)
 	}
 	if len(out.Layers) != 1 || out.Layers[0].DiffID != ownLayers.Layers[0].DiffID {
 		t.Fatalf("inspect of the nix2container image gives layers %+v, want diff_id %s", out.Layers, ownLayers.Layers[0].DiffID)
@@ -340,7 +313,7 @@ func TestNix2ContainerInput(t *testing.T) {
 
 	// As a base image: its layer comes first, with recomputed digests.
 	img := filepath.Join(dir, "image.json")
-	must(t, ctx, bin, "image", "-o", img, "--name", "on-n2c", "--from-image", n2c, own)
+	testenv.Must(t, ctx, bin, "image", "-o", img, "--name", "on-n2c", "--from-image", n2c, own)
 	d, err := descriptor.LoadImage(img)
 	if err != nil {
 		t.Fatal(err)
@@ -348,20 +321,20 @@ func TestNix2ContainerInput(t *testing.T) {
 	if len(d.Layers) != 2 || d.Layers[0].DiffID != ownLayers.Layers[0].DiffID {
 		t.Errorf("image on a nix2container base: layers %+v, want the base's diff_id %s first", d.Layers, ownLayers.Layers[0].DiffID)
 	}
-	must(t, ctx, bin, "copy", "nix:"+n2c, "oci:"+filepath.Join(dir, "layout")+":v1")
+	testenv.Must(t, ctx, bin, "copy", "nix:"+n2c, "oci:"+filepath.Join(dir, "layout")+":v1")
 }
 
 // TestHelp checks that every subcommand of issue 2 is listed and has help.
 func TestHelp(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
-	r := must(t, ctx, nixoci(t), "--help")
+	r := testenv.Must(t, ctx, nixoci(t), "--help")
 	for _, c := range []string{"layers", "image", "inspect", "copy", "verify", "image-from-dir", "image-from-manifest"} {
-		if !strings.Contains(r.stdout, "   "+c+" ") {
-			t.Errorf("nixoci --help does not list %s:\n%s", c, r.stdout)
+		if !strings.Contains(r.Stdout, "   "+c+" ") {
+			t.Errorf("nixoci --help does not list %s:\n%s", c, r.Stdout)
 		}
-		h := must(t, ctx, nixoci(t), c, "--help")
-		if !strings.Contains(h.stdout, "nixoci "+c) || !strings.Contains(h.stdout, "Example") {
-			t.Errorf("nixoci %s --help lacks usage or an example:\n%s", c, h.stdout)
+		h := testenv.Must(t, ctx, nixoci(t), c, "--help")
+		if !strings.Contains(h.Stdout, "nixoci "+c) || !strings.Contains(h.Stdout, "Example") {
+			t.Errorf("nixoci %s --help lacks usage or an example:\n%s", c, h.Stdout)
 		}
 	}
 }

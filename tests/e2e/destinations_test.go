@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nixoci/nixoci/tests/testenv"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -23,18 +24,18 @@ func (b builtImage) digests() (blobs, diffIDs []string) {
 }
 
 // copyImage runs `nixoci copy nix:IMAGE dest` with extra flags.
-func copyImage(t *testing.T, ctx context.Context, img builtImage, dest string, flags ...string) result {
+func copyImage(t *testing.T, ctx context.Context, img builtImage, dest string, flags ...string) testenv.Result {
 	t.Helper()
 	args := append([]string{"copy"}, flags...)
 	args = append(args, "nix:"+img.Path, dest)
-	return must(t, ctx, nixoci(t), args...)
+	return testenv.Must(t, ctx, nixoci(t), args...)
 }
 
 // skippedLayers counts the layers of img that the copy report says were
 // skipped: lines naming the layer's blob digest or diff_id with
 // "skipped: already exists".
-func skippedLayers(img builtImage, r result) int {
-	out := r.stdout + r.stderr
+func skippedLayers(img builtImage, r testenv.Result) int {
+	out := r.Stdout + r.Stderr
 	n := 0
 	for _, l := range img.Image.Layers {
 		for _, line := range strings.Split(out, "\n") {
@@ -50,13 +51,13 @@ func skippedLayers(img builtImage, r result) int {
 
 func TestRegistry(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
-	requireTools(t, "skopeo")
+	testenv.RequireTools(t, "skopeo")
 	reg := registry(t, ctx)
 	img := buildImage(t, ctx, newStore(t))
 	ref := "docker://" + reg + "/" + uniqueName(t) + ":v1"
 	first := copyImage(t, ctx, img, ref, "--dest-tls-verify=false")
 
-	r := must(t, ctx, "skopeo", "inspect", "--tls-verify=false", ref)
+	r := testenv.Must(t, ctx, "skopeo", "inspect", "--tls-verify=false", ref)
 	var info struct {
 		Layers     []string
 		LayersData []struct {
@@ -65,8 +66,8 @@ func TestRegistry(t *testing.T) {
 			Size     int64
 		}
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil {
-		t.Fatalf("skopeo inspect output: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &info); err != nil {
+		t.Fatalf("skopeo inspect output: %v\n%s", err, r.Stdout)
 	}
 	blobs, _ := img.digests()
 	if diff := cmp.Diff(blobs, info.Layers); diff != "" {
@@ -87,48 +88,34 @@ func TestRegistry(t *testing.T) {
 
 func TestDockerDaemon(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
-	requireDocker(t, ctx)
+	testenv.RequireDocker(t)
 	img := buildImage(t, ctx, newStore(t))
 	name := uniqueName(t) + ":v1"
-	t.Cleanup(func() { run(testContext(t, time.Minute), "docker", "rmi", "-f", name) })
+	t.Cleanup(func() { testenv.Run(testContext(t, time.Minute), "docker", "rmi", "-f", name) })
 
 	copyImage(t, ctx, img, "docker-daemon:"+name)
-	r := must(t, ctx, "docker", "run", "--rm", "--network", "none", name)
-	if got := strings.TrimSpace(r.stdout); got != hello {
+	r := testenv.Must(t, ctx, "docker", "run", "--rm", "--network", "none", name)
+	if got := strings.TrimSpace(r.Stdout); got != hello {
 		t.Errorf("docker run printed %q, want %q", got, hello)
 	}
-	r = must(t, ctx, "docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", name)
-	_, diffIDs := img.digests()
-	checkJSONList(t, "docker image inspect RootFS.Layers", r.stdout, diffIDs)
-
-	second := copyImage(t, ctx, img, "docker-daemon:"+name)
-	if got := skippedLayers(img, second); got != len(diffIDs) {
-		t.Errorf("second copy to the daemon reported %d layers skipped, want all %d:\n%s", got, len(diffIDs), second)
-	}
+	checkStored(t, ctx, img, "docker-daemon:"+name, "docker", name)
 }
 
 func TestContainersStorage(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
-	requireRoot(t)
-	requireTools(t, "podman")
+	testenv.RequireRoot(t, "the containers-storage destination")
+	testenv.RequireTools(t, "podman")
 	img := buildImage(t, ctx, newStore(t))
 	name := "localhost/" + uniqueName(t) + ":v1"
-	t.Cleanup(func() { run(testContext(t, time.Minute), "podman", "rmi", "-f", name) })
+	t.Cleanup(func() { testenv.Run(testContext(t, time.Minute), "podman", "rmi", "-f", name) })
 
 	copyImage(t, ctx, img, "containers-storage:"+name)
-	r := must(t, ctx, "podman", "image", "inspect", "--format", "{{json .RootFS.Layers}}", name)
-	_, diffIDs := img.digests()
-	checkJSONList(t, "podman image inspect RootFS.Layers", r.stdout, diffIDs)
-
-	second := copyImage(t, ctx, img, "containers-storage:"+name)
-	if got := skippedLayers(img, second); got != len(diffIDs) {
-		t.Errorf("second copy reported %d layers skipped, want all %d:\n%s", got, len(diffIDs), second)
-	}
+	checkStored(t, ctx, img, "containers-storage:"+name, "podman", name)
 }
 
 func TestOCILayout(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
-	requireTools(t, "umoci")
+	testenv.RequireTools(t, "umoci")
 	s := newStore(t)
 	img := buildImage(t, ctx, s)
 	dir := t.TempDir()
@@ -136,7 +123,7 @@ func TestOCILayout(t *testing.T) {
 	copyImage(t, ctx, img, "oci:"+layout+":v1")
 
 	bundle := filepath.Join(dir, "bundle")
-	must(t, ctx, "umoci", "unpack", "--rootless", "--image", layout+":v1", bundle)
+	testenv.Must(t, ctx, "umoci", "unpack", "--rootless", "--image", layout+":v1", bundle)
 	rootfs := filepath.Join(bundle, "rootfs")
 	for _, p := range []string{
 		"bin/busybox", // copy-to-root
@@ -158,20 +145,36 @@ func TestOCILayout(t *testing.T) {
 
 func TestDockerArchive(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
-	requireDocker(t, ctx)
+	testenv.RequireDocker(t)
 	img := buildImage(t, ctx, newStore(t))
 	name := uniqueName(t) + ":v1"
-	t.Cleanup(func() { run(testContext(t, time.Minute), "docker", "rmi", "-f", name) })
+	t.Cleanup(func() { testenv.Run(testContext(t, time.Minute), "docker", "rmi", "-f", name) })
 	archive := filepath.Join(t.TempDir(), "image.tar")
 	copyImage(t, ctx, img, "docker-archive:"+archive+":"+name)
 
-	r := must(t, ctx, "docker", "load", "-i", archive)
-	if !strings.Contains(r.stdout, name) {
-		t.Errorf("docker load printed %q, want it to name %s", r.stdout, name)
+	r := testenv.Must(t, ctx, "docker", "load", "-i", archive)
+	if !strings.Contains(r.Stdout, name) {
+		t.Errorf("docker load printed %q, want it to name %s", r.Stdout, name)
 	}
-	r = must(t, ctx, "docker", "run", "--rm", "--network", "none", name)
-	if got := strings.TrimSpace(r.stdout); got != hello {
+	r = testenv.Must(t, ctx, "docker", "run", "--rm", "--network", "none", name)
+	if got := strings.TrimSpace(r.Stdout); got != hello {
 		t.Errorf("docker run printed %q, want %q", got, hello)
+	}
+}
+
+// checkStored checks img after a copy to dest, an image store that tool
+// (docker or podman) reads: `tool image inspect name` lists the
+// descriptor's diff_ids as its RootFS layers, and a second copy to dest
+// skips every layer.
+func checkStored(t *testing.T, ctx context.Context, img builtImage, dest, tool, name string) {
+	t.Helper()
+	r := testenv.Must(t, ctx, tool, "image", "inspect", "--format", "{{json .RootFS.Layers}}", name)
+	_, diffIDs := img.digests()
+	checkJSONList(t, tool+" image inspect RootFS.Layers", r.Stdout, diffIDs)
+
+	second := copyImage(t, ctx, img, dest)
+	if got := skippedLayers(img, second); got != len(diffIDs) {
+		t.Errorf("second copy to %s reported %d layers skipped, want all %d:\n%s", dest, got, len(diffIDs), second)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/tests/testenv"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -17,7 +18,7 @@ import (
 // checks that the result has the base's files and its own.
 func TestPulledBase(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
-	requireTools(t, "umoci")
+	testenv.RequireTools(t, "umoci")
 	s := newStore(t)
 	base := buildImage(t, ctx, s)
 	dir := t.TempDir()
@@ -27,13 +28,13 @@ func TestPulledBase(t *testing.T) {
 
 	// The top layer: one more store path.
 	app := filepath.Join(s.Dir, "4e1v9h6kfnf7p5h0s6z5rza7xn8q40ee-app")
-	writeFile(t, filepath.Join(app, "bin", "app.txt"), "the app\n", 0o444)
+	testenv.WriteFile(t, filepath.Join(app, "bin", "app.txt"), "the app\n", 0o444)
 	top := filepath.Join(dir, "top.json")
-	must(t, ctx, bin, "layers", "-o", top, app)
+	testenv.Must(t, ctx, bin, "layers", "-o", top, app)
 
 	// image-from-manifest takes the manifest and one file per blob.
 	var m ocispec.Manifest
-	if err := json.Unmarshal(mustRead(t, filepath.Join(pulled, "manifest.json")), &m); err != nil {
+	if err := json.Unmarshal(testenv.ReadFile(t, filepath.Join(pulled, "manifest.json")), &m); err != nil {
 		t.Fatal(err)
 	}
 	blobArgs := []string{"--blob", m.Config.Digest.String() + "=" + filepath.Join(pulled, m.Config.Digest.Encoded())}
@@ -51,7 +52,7 @@ func TestPulledBase(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			wdir := t.TempDir()
 			baseJSON := filepath.Join(wdir, "base.json")
-			must(t, ctx, bin, append([]string{tt.args[0], "-o", baseJSON}, tt.args[1:]...)...)
+			testenv.Must(t, ctx, bin, append([]string{tt.args[0], "-o", baseJSON}, tt.args[1:]...)...)
 			b, err := descriptor.LoadImage(baseJSON)
 			if err != nil {
 				t.Fatal(err)
@@ -69,12 +70,12 @@ func TestPulledBase(t *testing.T) {
 			}
 
 			imgJSON := filepath.Join(wdir, "image.json")
-			must(t, ctx, bin, "image", "-o", imgJSON, "--name", "on-base", "--from-image", baseJSON, top)
-			must(t, ctx, bin, "verify", "nix:"+imgJSON)
+			testenv.Must(t, ctx, bin, "image", "-o", imgJSON, "--name", "on-base", "--from-image", baseJSON, top)
+			testenv.Must(t, ctx, bin, "verify", "nix:"+imgJSON)
 			layout := filepath.Join(wdir, "layout")
-			must(t, ctx, bin, "copy", "nix:"+imgJSON, "oci:"+layout+":v1")
+			testenv.Must(t, ctx, bin, "copy", "nix:"+imgJSON, "oci:"+layout+":v1")
 			bundle := filepath.Join(wdir, "bundle")
-			must(t, ctx, "umoci", "unpack", "--rootless", "--image", layout+":v1", bundle)
+			testenv.Must(t, ctx, "umoci", "unpack", "--rootless", "--image", layout+":v1", bundle)
 			for _, p := range []string{"etc/motd", strings.TrimPrefix(app, "/") + "/bin/app.txt"} {
 				if _, err := os.Stat(filepath.Join(bundle, "rootfs", p)); err != nil {
 					t.Errorf("%s: unpacked image lacks /%s: %v", tt.name, p, err)
@@ -89,7 +90,7 @@ func TestPulledBase(t *testing.T) {
 		failing(t, ctx, []string{filepath.Join(wdir, "nope")}, "image-from-dir", "-o", out, filepath.Join(wdir, "nope"))
 		// A blob file whose content does not match its digest.
 		bad := filepath.Join(wdir, "bad-blob")
-		writeFile(t, bad, "not the config\n", 0o644)
+		testenv.WriteFile(t, bad, "not the config\n", 0o644)
 		args := []string{"image-from-manifest", "-o", out, "--manifest", filepath.Join(pulled, "manifest.json"), "--blob", m.Config.Digest.String() + "=" + bad}
 		failing(t, ctx, []string{bad}, append(args, blobArgs[2:]...)...)
 		failing(t, ctx, []string{"--blob", "nodigest"}, "image-from-manifest", "-o", out, "--manifest", filepath.Join(pulled, "manifest.json"), "--blob", "nodigest")

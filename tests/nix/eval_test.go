@@ -1,6 +1,7 @@
 package nix
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
 // evalLets are extra bindings of the evaluation tests.
@@ -29,7 +32,7 @@ const evalLets = `
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
 	e := newNixEnv(t, dir)
-	lets := fmt.Sprintf(evalLets, filepath.Join(moduleRoot(), "nix"), e.busybox)
+	lets := fmt.Sprintf(evalLets, filepath.Join(testenv.ModuleRoot(), "nix"), e.busybox)
 	tests := []struct {
 		name string
 		expr string
@@ -69,13 +72,13 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			file := e.writeNix(t, t.TempDir(), "bad.nix", "", lets, "drv = "+tc.expr+";")
-			r := e.run(time.Minute, "", "nix-instantiate", file, "-A", "drv")
-			if r.err == nil {
+			r := e.Run(time.Minute, "nix-instantiate", file, "-A", "drv")
+			if r.Err == nil {
 				t.Fatalf("nix-instantiate of %s succeeded, want an error", tc.expr)
 			}
 			for _, w := range tc.want {
-				if !strings.Contains(r.stderr, w) {
-					t.Errorf("error of %s = %q, want it to contain %q", tc.expr, tail(r.stderr, 10), w)
+				if !strings.Contains(r.Stderr, w) {
+					t.Errorf("error of %s = %q, want it to contain %q", tc.expr, testenv.Tail(r.Stderr, 10), w)
 				}
 			}
 		})
@@ -85,7 +88,7 @@ func TestBadInput(t *testing.T) {
 func TestLayerChainEvaluation(t *testing.T) {
 	dir := t.TempDir()
 	e := newNixEnv(t, dir)
-	lets := fmt.Sprintf(evalLets, filepath.Join(moduleRoot(), "nix"), e.busybox)
+	lets := fmt.Sprintf(evalLets, filepath.Join(testenv.ModuleRoot(), "nix"), e.busybox)
 	file := e.writeNix(t, dir, "chain.nix", "n", lets, `
   top = chain n;
   below = builtins.length (chain n).layersBelow;
@@ -93,12 +96,12 @@ func TestLayerChainEvaluation(t *testing.T) {
 `)
 	for _, n := range []int{1, 30, 60} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			below := strings.TrimSpace(e.must(t, time.Minute, "nix-instantiate", "--eval", file, "-A", "below", "--arg", "n", fmt.Sprint(n)))
+			below := strings.TrimSpace(e.Must(t, time.Minute, "nix-instantiate", "--eval", file, "-A", "below", "--arg", "n", fmt.Sprint(n)))
 			if below != fmt.Sprint(n-1) {
 				t.Errorf("layersBelow of the top of a %d-layer chain has %s layers, want %d", n, below, n-1)
 			}
 			start := time.Now()
-			drv := strings.TrimSpace(e.must(t, time.Minute, "nix-instantiate", file, "-A", "image", "--arg", "n", fmt.Sprint(n)))
+			drv := strings.TrimSpace(e.Must(t, time.Minute, "nix-instantiate", file, "-A", "image", "--arg", "n", fmt.Sprint(n)))
 			took := time.Since(start)
 			if !strings.HasSuffix(drv, ".drv") {
 				t.Fatalf("nix-instantiate printed %q, want a derivation", drv)
@@ -108,7 +111,7 @@ func TestLayerChainEvaluation(t *testing.T) {
 				t.Errorf("instantiating an image on a %d-layer chain took %s, want well under a second", n, took)
 			}
 			// The image's derivation lists every layer of the chain once.
-			show := e.must(t, time.Minute, "nix", "show-derivation", drv)
+			show := e.Must(t, time.Minute, "nix", "show-derivation", drv)
 			if got := strings.Count(show, "-layer.drv"); got != n {
 				t.Errorf("the image derivation has %d layer inputs, want %d", got, n)
 			}
@@ -122,9 +125,9 @@ var vendorHashRE = regexp.MustCompile(`vendorHash\s*=\s*"(sha256-[A-Za-z0-9+/=]+
 // TestVendorHash checks that flake.nix's vendorHash is the hash of the
 // vendor tree of go.mod, as buildGoModule computes it.
 func TestVendorHash(t *testing.T) {
-	requireNix(t)
-	requireTools(t, "go")
-	root := moduleRoot()
+	testenv.RequireNix(t)
+	testenv.RequireTools(t, "go")
+	root := testenv.ModuleRoot()
 	flake, err := os.ReadFile(filepath.Join(root, "flake.nix"))
 	if err != nil {
 		t.Fatal(err)
@@ -134,18 +137,12 @@ func TestVendorHash(t *testing.T) {
 		t.Fatalf("flake.nix has no vendorHash = \"sha256-…\";")
 	}
 	vendor := filepath.Join(t.TempDir(), "vendor")
-	e := &nixEnv{confDir: filepath.Join(t.TempDir(), "conf")}
-	if err := os.MkdirAll(e.confDir, 0o755); err != nil {
-		t.Fatal(err)
+	e := testenv.NewNix(t, t.TempDir())
+	r := testenv.Cmd{Name: "go", Args: []string{"mod", "vendor", "-o", vendor}, Dir: root, Timeout: 5 * time.Minute}.Run(context.Background())
+	if r.Err != nil {
+		t.Fatalf("go mod vendor: %v\n%s", r.Err, r.Stderr)
 	}
-	if err := os.WriteFile(filepath.Join(e.confDir, "nix.conf"), []byte(nixConf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := e.run(5*time.Minute, root, "go", "mod", "vendor", "-o", vendor)
-	if r.err != nil {
-		t.Fatalf("go mod vendor: %v\n%s", r.err, r.stderr)
-	}
-	got := strings.TrimSpace(e.must(t, 2*time.Minute, "nix", "--extra-experimental-features", "nix-command", "hash", "path", "--sri", vendor))
+	got := strings.TrimSpace(e.Must(t, 2*time.Minute, "nix", "--extra-experimental-features", "nix-command", "hash", "path", "--sri", vendor))
 	if got != string(m[1]) {
 		t.Errorf("flake.nix has vendorHash = %q, but the vendor tree of go.mod hashes to %q: set vendorHash = \"%s\"; in flake.nix", m[1], got, got)
 	}

@@ -26,55 +26,23 @@ package nix
 // with CI=true it fails them. Only 127.0.0.1 is contacted.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixoci/nixoci/tests/testenv"
 )
-
-// buildTags are the tags every nixoci build uses.
-const buildTags = "containers_image_openpgp exclude_graphdriver_btrfs"
-
-// nixConf is the configuration every Nix command of the tests runs with.
-const nixConf = `build-users-group =
-sandbox = false
-substituters =
-experimental-features = nix-command
-`
-
-// inCI reports whether missing components must fail the tests.
-func inCI() bool { return os.Getenv("CI") == "true" }
-
-// missing skips the test outside CI and fails it under CI=true.
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if inCI() {
-		t.Fatalf("CI=true but %s", msg)
-	}
-	t.Skipf("skipping: %s (.ci/run sets it up)", msg)
-}
-
-// moduleRoot is the repository root (tests/nix is two levels down).
-func moduleRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
 
 // nixEnv is a single-user Nix set up for the tests.
 type nixEnv struct {
-	confDir string
+	*testenv.Nix
 	// busybox is a store path holding bin/busybox (static) and bin/sh.
 	busybox string
 	// nixoci is a store path holding bin/nixoci, built from this tree
@@ -82,104 +50,12 @@ type nixEnv struct {
 	nixoci string
 }
 
-// requireNix checks that single-user Nix can run here.
-func requireNix(t *testing.T) {
-	t.Helper()
-	for _, p := range []string{"nix", "nix-build", "nix-instantiate", "nix-store"} {
-		if _, err := exec.LookPath(p); err != nil {
-			missing(t, "%s is not installed (Debian package nix-bin)", p)
-		}
-	}
-	if os.Geteuid() != 0 {
-		missing(t, "single-user Nix needs root to write /nix")
-	}
-}
-
-// env returns the environment of a Nix command.
-func (e *nixEnv) env() []string {
-	return append(os.Environ(), "NIX_CONF_DIR="+e.confDir, "NIX_PATH=")
-}
-
-// result is a finished command.
-type result struct {
-	stdout, stderr string
-	err            error
-}
-
-// run runs a command with a time limit and the Nix environment.
-func (e *nixEnv) run(timeout time.Duration, dir string, name string, args ...string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = e.env()
-	cmd.Dir = dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s timed out after %s: %w", name, timeout, err)
-	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), err: err}
-}
-
-// must runs a command and fails the test when it fails.
-func (e *nixEnv) must(t *testing.T, timeout time.Duration, name string, args ...string) string {
-	t.Helper()
-	r := e.run(timeout, "", name, args...)
-	if r.err != nil {
-		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), r.err, r.stdout, tail(r.stderr, 60))
-	}
-	return r.stdout
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // newNixEnv writes the Nix configuration and adds busybox to the store.
 func newNixEnv(t *testing.T, dir string) *nixEnv {
 	t.Helper()
-	requireNix(t)
-	e := &nixEnv{confDir: filepath.Join(dir, "nix-conf")}
-	if err := os.MkdirAll(e.confDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(e.confDir, "nix.conf"), []byte(nixConf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		missing(t, "busybox is not installed (Debian package busybox-static)")
-	}
-	if out, err := exec.Command("ldd", bb).CombinedOutput(); err == nil && !strings.Contains(string(out), "not a dynamic") {
-		missing(t, "%s is not statically linked (install busybox-static): %s", bb, out)
-	}
-	bbDir := filepath.Join(dir, "busybox")
-	if err := os.MkdirAll(filepath.Join(bbDir, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	copyFile(t, bb, filepath.Join(bbDir, "bin", "busybox"), 0o555)
-	if err := os.Symlink("busybox", filepath.Join(bbDir, "bin", "sh")); err != nil {
-		t.Fatal(err)
-	}
-	e.busybox = strings.TrimSpace(e.must(t, 2*time.Minute, "nix-store", "--add", bbDir))
+	e := &nixEnv{Nix: testenv.NewNix(t, dir)}
+	e.busybox = e.AddBin(t, filepath.Join(dir, "busybox"), "busybox", testenv.StaticBusybox(t), "sh")
 	return e
-}
-
-func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, data, mode); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // addNixoci builds cmd/nixoci (with cgo, as released) and adds it to the
@@ -194,23 +70,15 @@ func (e *nixEnv) addNixoci(t *testing.T, dir string) {
 // sandbox, where the host's dynamic loader is not visible.
 func (e *nixEnv) addNixociBuild(t *testing.T, dir string, cgo bool) {
 	t.Helper()
-	if _, err := exec.LookPath("go"); err != nil {
-		missing(t, "go is not installed")
-	}
+	testenv.RequireTools(t, "go")
 	pkg := filepath.Join(dir, "nixoci")
-	cgoEnv := "CGO_ENABLED=1"
 	if !cgo {
-		pkg, cgoEnv = filepath.Join(dir, "nixoci-static"), "CGO_ENABLED=0"
+		pkg = filepath.Join(dir, "nixoci-static")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", buildTags, "-o", filepath.Join(pkg, "bin", "nixoci"), "./cmd/nixoci")
-	cmd.Dir = moduleRoot()
-	cmd.Env = append(os.Environ(), cgoEnv)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building nixoci (%s): %v\n%s", cgoEnv, err, out)
+	if err := testenv.BuildNixoci(filepath.Join(pkg, "bin", "nixoci"), cgo); err != nil {
+		t.Fatal(err)
 	}
-	e.nixoci = strings.TrimSpace(e.must(t, 2*time.Minute, "nix-store", "--add", pkg))
+	e.nixoci = strings.TrimSpace(e.Must(t, 2*time.Minute, "nix-store", "--add", pkg))
 }
 
 // prelude is the start of every test Nix file: the library instantiated
@@ -242,7 +110,7 @@ func (e *nixEnv) prelude() string {
     echo 'root:x:0:0:root:/:/bin/sh' > $out/etc/passwd
     echo base > $out/etc/marker
   '';
-`, e.busybox, filepath.Join(moduleRoot(), "nix"), nixoci)
+`, e.busybox, filepath.Join(testenv.ModuleRoot(), "nix"), nixoci)
 }
 
 // writeNix writes a Nix file `{ args }: let <prelude> <lets> in { <attrs> }`.
@@ -260,86 +128,22 @@ func (e *nixEnv) writeNix(t *testing.T, dir, name, args, lets, attrs string) str
 func (e *nixEnv) build(t *testing.T, file, attr string, extra ...string) string {
 	t.Helper()
 	args := append([]string{file, "-A", attr, "--no-out-link"}, extra...)
-	out := strings.TrimSpace(e.must(t, 10*time.Minute, "nix-build", args...))
+	out := strings.TrimSpace(e.Must(t, 10*time.Minute, "nix-build", args...))
 	lines := strings.Split(out, "\n")
 	return lines[len(lines)-1]
 }
 
-// registry is a docker-registry started by the tests on 127.0.0.1.
-type registry struct {
-	addr string
-	log  string
-	cmd  *exec.Cmd
-}
-
-// startRegistry starts docker-registry with a temporary config and storage.
-func startRegistry(t *testing.T, dir string) *registry {
+// startRegistry starts a docker-registry that logs every request, so that
+// uploads can count the blobs pushed to it.
+func startRegistry(t *testing.T) *testenv.Registry {
 	t.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		missing(t, "docker-registry is not installed (Debian package docker-registry)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	conf := filepath.Join(dir, "registry.yml")
-	text := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-  formatter: text
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "registry-data"), addr)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := &registry{addr: addr, log: filepath.Join(dir, "registry.log")}
-	logFile, err := os.Create(r.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.cmd = exec.Command(bin, "serve", conf)
-	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("starting docker-registry: %v", err)
-	}
-	t.Cleanup(func() {
-		r.cmd.Process.Kill()
-		r.cmd.Wait()
-		logFile.Close()
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		resp, err := client.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			data, _ := os.ReadFile(r.log)
-			t.Fatalf("docker-registry on %s did not come up: %v\n%s", addr, err, tail(string(data), 20))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return testenv.StartRegistry(t, context.Background(), testenv.RegistryOptions{AccessLog: true})
 }
 
 // logSize is the current length of the registry log, to count from.
-func (r *registry) logSize(t *testing.T) int64 {
+func logSize(t *testing.T, r *testenv.Registry) int64 {
 	t.Helper()
-	fi, err := os.Stat(r.log)
+	fi, err := os.Stat(r.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,10 +154,11 @@ func (r *registry) logSize(t *testing.T) int64 {
 // that names the digest).
 var uploadRE = regexp.MustCompile(`"PUT /v2/[^ ]*/blobs/uploads/[^ ]*digest=sha256%3A([0-9a-f]{64})[^ ]* HTTP/[0-9.]+" 201`)
 
-// uploads returns the digests of the blobs uploaded since the log had size from.
-func (r *registry) uploads(t *testing.T, from int64) []string {
+// uploads returns the digests of the blobs uploaded to r since its log had
+// size from.
+func uploads(t *testing.T, r *testenv.Registry, from int64) []string {
 	t.Helper()
-	f, err := os.Open(r.log)
+	f, err := os.Open(r.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +180,7 @@ func (r *registry) uploads(t *testing.T, from int64) []string {
 // skopeoLayers returns the layer digests skopeo sees for ref in the registry.
 func skopeoLayers(t *testing.T, e *nixEnv, ref string) []string {
 	t.Helper()
-	out := e.must(t, 2*time.Minute, "skopeo", "inspect", "--tls-verify=false", "docker://"+ref)
+	out := e.Must(t, 2*time.Minute, "skopeo", "inspect", "--tls-verify=false", "docker://"+ref)
 	var info struct {
 		Digest string
 		Layers []string
@@ -389,33 +194,12 @@ func skopeoLayers(t *testing.T, e *nixEnv, ref string) []string {
 // skopeoDigest returns the manifest digest of ref in the registry.
 func skopeoDigest(t *testing.T, e *nixEnv, ref string) string {
 	t.Helper()
-	out := e.must(t, 2*time.Minute, "skopeo", "inspect", "--tls-verify=false", "docker://"+ref)
+	out := e.Must(t, 2*time.Minute, "skopeo", "inspect", "--tls-verify=false", "docker://"+ref)
 	var info struct{ Digest string }
 	if err := json.Unmarshal([]byte(out), &info); err != nil {
 		t.Fatalf("skopeo inspect %s: %v\n%s", ref, err, out)
 	}
 	return info.Digest
-}
-
-// requireTools fails or skips unless every program is installed.
-func requireTools(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			missing(t, "%s is not installed", n)
-		}
-	}
-}
-
-// requireDocker checks that the Docker daemon answers.
-func requireDocker(t *testing.T) {
-	t.Helper()
-	requireTools(t, "docker")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "docker", "info").CombinedOutput(); err != nil {
-		missing(t, "dockerd is not running: %v: %s", err, tail(string(out), 5))
-	}
 }
 
 // imageDoc is the part of an image descriptor the tests read.
@@ -436,12 +220,8 @@ type imageDoc struct {
 
 func loadImageDoc(t *testing.T, file string) imageDoc {
 	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var d imageDoc
-	if err := json.Unmarshal(data, &d); err != nil {
+	if err := json.Unmarshal(testenv.ReadFile(t, file), &d); err != nil {
 		t.Fatalf("parsing %s: %v", file, err)
 	}
 	return d
@@ -453,9 +233,9 @@ func (e *nixEnv) nixRunArgs(t *testing.T, file, attr string, nixArgs []string, a
 	t.Helper()
 	all := append(append([]string{"run", "-f", file, attr}, nixArgs...), "--")
 	all = append(all, args...)
-	r := e.run(5*time.Minute, "", "nix", all...)
-	if r.err != nil {
-		t.Fatalf("nix %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(all, " "), r.err, r.stdout, tail(r.stderr, 60))
+	r := e.Run(5*time.Minute, "nix", all...)
+	if r.Err != nil {
+		t.Fatalf("nix %s failed:\n%s", strings.Join(all, " "), r)
 	}
-	return r.stdout
+	return r.Stdout
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
 // imagesNix are the test images. Arguments: port of the registry, variant
@@ -131,14 +132,14 @@ type imageTest struct {
 }
 
 func TestImages(t *testing.T) {
-	requireNix(t)
-	requireDocker(t)
-	requireTools(t, "skopeo", "podman")
+	testenv.RequireNix(t)
+	testenv.RequireDocker(t)
+	testenv.RequireTools(t, "skopeo", "podman")
 	dir := t.TempDir()
 	e := newNixEnv(t, dir)
 	e.addNixoci(t, dir)
-	reg := startRegistry(t, dir)
-	port := reg.addr[strings.LastIndex(reg.addr, ":")+1:]
+	reg := startRegistry(t)
+	port := reg.Addr[strings.LastIndex(reg.Addr, ":")+1:]
 	file := e.writeNix(t, dir, "images.nix", imagesArgs, imagesLets, imagesAttrs)
 	portArgs := []string{"--argstr", "port", port}
 
@@ -147,7 +148,7 @@ func TestImages(t *testing.T) {
 		out := e.build(t, file, attr, args...)
 		s := shipped{file: out, doc: loadImageDoc(t, out)}
 		s.ref = s.doc.Name + ":" + s.doc.Tag
-		refUnsafe := e.must(t, time.Minute, "nix-instantiate", append([]string{"--eval", file, "-A", attr + ".imageRefUnsafe"}, args...)...)
+		refUnsafe := e.Must(t, time.Minute, "nix-instantiate", append([]string{"--eval", file, "-A", attr + ".imageRefUnsafe"}, args...)...)
 		if got := strings.Trim(strings.TrimSpace(refUnsafe), `"`); got != s.ref {
 			t.Errorf("%s.imageRefUnsafe = %q, want %q (name:tag of %s)", attr, got, s.ref, out)
 		}
@@ -155,8 +156,8 @@ func TestImages(t *testing.T) {
 		e.nixRunArgs(t, file, attr+".copyToDockerDaemon", args)
 		e.nixRunArgs(t, file, attr+".copyToPodman", args)
 		t.Cleanup(func() {
-			e.run(time.Minute, "", "docker", "rmi", "-f", s.ref)
-			e.run(time.Minute, "", "podman", "rmi", "-f", s.ref)
+			e.Run(time.Minute, "docker", "rmi", "-f", s.ref)
+			e.Run(time.Minute, "podman", "rmi", "-f", s.ref)
 		})
 		return s
 	}
@@ -164,7 +165,7 @@ func TestImages(t *testing.T) {
 	checkShipped := func(t *testing.T, tc imageTest, s shipped) {
 		t.Helper()
 		if tc.output != "" {
-			got := e.must(t, 2*time.Minute, "docker", "run", "--rm", "--network", "none", s.ref)
+			got := e.Must(t, 2*time.Minute, "docker", "run", "--rm", "--network", "none", s.ref)
 			if got != tc.output {
 				t.Errorf("docker run %s printed %q, want %q", s.ref, got, tc.output)
 			}
@@ -175,7 +176,7 @@ func TestImages(t *testing.T) {
 		if n := len(s.doc.Layers); n != tc.layers {
 			t.Errorf("descriptor %s: %d layers, want %d", s.file, n, tc.layers)
 		}
-		podman := strings.TrimSpace(e.must(t, time.Minute, "podman", "image", "inspect", "--format", "{{len .RootFS.Layers}}", s.ref))
+		podman := strings.TrimSpace(e.Must(t, time.Minute, "podman", "image", "inspect", "--format", "{{len .RootFS.Layers}}", s.ref))
 		if podman != strconv.Itoa(tc.layers) {
 			t.Errorf("podman image inspect %s: %s layers, want %d", s.ref, podman, tc.layers)
 		}
@@ -212,13 +213,13 @@ func TestImages(t *testing.T) {
 
 	t.Run("pullImage", func(t *testing.T) {
 		pushBase(t)
-		digest := skopeoDigest(t, e, reg.addr+"/basic:v1")
+		digest := skopeoDigest(t, e, reg.Addr+"/basic:v1")
 		args := slices.Concat(portArgs, []string{"--argstr", "baseDigest", digest})
 		// A wrong hash first, as a user learns the right one.
-		r := e.run(10*time.Minute, "", "nix-build", append([]string{file, "-A", "pulled", "--no-out-link"}, args...)...)
-		m := regexp.MustCompile(`got:\s+(sha256-[A-Za-z0-9+/=]+)`).FindStringSubmatch(r.stderr)
-		if r.err == nil || m == nil {
-			t.Fatalf("nix-build pulled with a wrong hash: err %v, want a hash mismatch naming the right hash; stderr:\n%s", r.err, tail(r.stderr, 30))
+		r := e.Run(10*time.Minute, "nix-build", append([]string{file, "-A", "pulled", "--no-out-link"}, args...)...)
+		m := regexp.MustCompile(`got:\s+(sha256-[A-Za-z0-9+/=]+)`).FindStringSubmatch(r.Stderr)
+		if r.Err == nil || m == nil {
+			t.Fatalf("nix-build pulled with a wrong hash: err %v, want a hash mismatch naming the right hash; stderr:\n%s", r.Err, testenv.Tail(r.Stderr, 30))
 		}
 		args = append(args, "--argstr", "baseHash", m[1])
 		pulled := e.build(t, file, "pulled", args...)
@@ -247,21 +248,21 @@ func TestImages(t *testing.T) {
 		s := ship(t, "derivedFromManifest", args)
 		// The base config's Cmd is kept; Env is added.
 		checkShipped(t, imageTest{output: "hello from nixoci\nbase\n", layers: 2}, s)
-		if !strings.Contains(string(mustRead(t, s.file)), m.Layers[0].Digest) {
+		if !strings.Contains(string(testenv.ReadFile(t, s.file)), m.Layers[0].Digest) {
 			t.Errorf("descriptor %s does not hold the base layer %s", s.file, m.Layers[0].Digest)
 		}
 	})
 
 	t.Run("reproducible", func(t *testing.T) {
 		first := e.build(t, file, "repro", portArgs...)
-		bytes1 := mustRead(t, first)
+		bytes1 := testenv.ReadFile(t, first)
 		e.build(t, file, "repro", slices.Concat(portArgs, []string{"--check"})...)
-		e.must(t, time.Minute, "nix-store", "--delete", first)
+		e.Must(t, time.Minute, "nix-store", "--delete", first)
 		second := e.build(t, file, "repro", portArgs...)
 		if second != first {
 			t.Errorf("rebuilt image = %s, want %s", second, first)
 		}
-		if b := mustRead(t, second); string(b) != string(bytes1) {
+		if b := testenv.ReadFile(t, second); string(b) != string(bytes1) {
 			t.Errorf("rebuilt %s differs from the first build:\n%s\nwant\n%s", second, b, bytes1)
 		}
 	})
@@ -269,7 +270,7 @@ func TestImages(t *testing.T) {
 	t.Run("oneChangedPath", func(t *testing.T) {
 		a := ship(t, "leaves", portArgs)
 		checkShipped(t, imageTest{output: "leaf 3 a\n", layers: 7}, a)
-		from := reg.logSize(t)
+		from := logSize(t, reg)
 		bArgs := slices.Concat(portArgs, []string{"--argstr", "variant", "b"})
 		bFile := e.build(t, file, "leaves", bArgs...)
 		b := loadImageDoc(t, bFile)
@@ -282,12 +283,12 @@ func TestImages(t *testing.T) {
 			t.Errorf("the changed layer holds %v, want only leaf-3", changed)
 		}
 		e.nixRunArgs(t, file, "leaves.copyToRegistry", bArgs, "--dest-tls-verify=false")
-		ups := reg.uploads(t, from)
+		ups := uploads(t, reg, from)
 		// The new layer and the new config, nothing else.
 		if len(ups) != 2 || (ups[0] != newOnly[0] && ups[1] != newOnly[0]) {
 			t.Errorf("copyToRegistry after the change uploaded %v, want the changed layer %s and the config only", ups, newOnly[0])
 		}
-		if got := skopeoLayers(t, e, reg.addr+"/leaves:v1"); len(got) != 7 || !contains(got, newOnly[0]) || contains(got, oldOnly[0]) {
+		if got := skopeoLayers(t, e, reg.Addr+"/leaves:v1"); len(got) != 7 || !contains(got, newOnly[0]) || contains(got, oldOnly[0]) {
 			t.Errorf("registry now has layers %v, want 7 with %s instead of %s", got, newOnly[0], oldOnly[0])
 		}
 	})
@@ -300,15 +301,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func mustRead(t *testing.T, file string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 // diffLayers returns the layer digests only in a and only in b.
@@ -378,15 +370,15 @@ func checkNixDB(t *testing.T, e *nixEnv, s shipped, layout string) {
 	rootfs := filepath.Join(t.TempDir(), "rootfs")
 	extractImage(t, layout, rootfs)
 	store := "local?root=" + rootfs
-	verify := e.run(2*time.Minute, "", "nix-store", "--store", store, "--verify", "--check-contents")
-	if verify.err != nil || strings.Contains(verify.stderr, "modified") || strings.Contains(verify.stderr, "invalid") {
-		t.Errorf("nix-store --store %s --verify --check-contents: %v\n%s", store, verify.err, verify.stderr)
+	verify := e.Run(2*time.Minute, "nix-store", "--store", store, "--verify", "--check-contents")
+	if verify.Err != nil || strings.Contains(verify.Stderr, "modified") || strings.Contains(verify.Stderr, "invalid") {
+		t.Errorf("nix-store --store %s --verify --check-contents: %v\n%s", store, verify.Err, verify.Stderr)
 	}
 	var infos []struct {
 		Path       string
 		References []string
 	}
-	out := e.must(t, 2*time.Minute, "nix", "--store", store, "path-info", "--all", "--json")
+	out := e.Must(t, 2*time.Minute, "nix", "--store", store, "path-info", "--all", "--json")
 	if err := json.Unmarshal([]byte(out), &infos); err != nil {
 		t.Fatalf("nix path-info --all --json: %v\n%s", err, out)
 	}
@@ -430,7 +422,7 @@ func extractImage(t *testing.T, layout, root string) {
 			Digest    string
 		}
 	}
-	if err := json.Unmarshal(mustRead(t, filepath.Join(layout, "manifest.json")), &m); err != nil {
+	if err := json.Unmarshal(testenv.ReadFile(t, filepath.Join(layout, "manifest.json")), &m); err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range m.Layers {

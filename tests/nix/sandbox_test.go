@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
 // TestSandboxedBuild builds an image and a layer chain in Nix's sandbox,
@@ -24,14 +26,14 @@ func TestSandboxedBuild(t *testing.T) {
     config.Cmd = [ "/bin/sh" ];
   };
 `)
-	r := e.run(10*time.Minute, "", "nix-build", file, "-A", "image", "--no-out-link", "--option", "sandbox", "true")
-	if r.err != nil {
-		if strings.Contains(r.stderr, "sandbox") && !strings.Contains(r.stderr, "nixoci") {
-			missing(t, "Nix's sandbox is not usable here: %s", tail(r.stderr, 5))
+	r := e.Run(10*time.Minute, "nix-build", file, "-A", "image", "--no-out-link", "--option", "sandbox", "true")
+	if r.Err != nil {
+		if strings.Contains(r.Stderr, "sandbox") && !strings.Contains(r.Stderr, "nixoci") {
+			testenv.Missing(t, "Nix's sandbox is not usable here: %s", testenv.Tail(r.Stderr, 5))
 		}
-		t.Fatalf("sandboxed nix-build: %v\n%s", r.err, tail(r.stderr, 30))
+		t.Fatalf("sandboxed nix-build: %v\n%s", r.Err, testenv.Tail(r.Stderr, 30))
 	}
-	out := strings.TrimSpace(r.stdout)
+	out := strings.TrimSpace(r.Stdout)
 	doc := loadImageDoc(t, out)
 	if len(doc.Layers) != 2 {
 		t.Errorf("sandboxed image %s has %d layers, want 2 (busybox below, root)", out, len(doc.Layers))

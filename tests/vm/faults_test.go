@@ -118,7 +118,8 @@ func TestFaults(t *testing.T) {
 			args := append([]string{"run-as-root", "--image", base, "--script", script, "-o", out}, parts.flags()...)
 			args = append(args, tc.flags...) // later flags win
 			start := time.Now()
-			_, stderr, err := run(t, 10*time.Minute, bin, args...)
+			r := run(10*time.Minute, bin, args...)
+			stderr, err := r.Stderr, r.Err
 			if tc.vm {
 				t.Logf("VM wall time: %v", time.Since(start).Round(time.Millisecond))
 			}

@@ -18,40 +18,19 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/layer"
+	"github.com/nixoci/nixoci/tests/testenv"
 )
-
-const buildTags = "containers_image_openpgp exclude_graphdriver_btrfs"
-
-func inCI() bool { return os.Getenv("CI") == "true" }
-
-// missing skips the test outside CI and fails it under CI=true.
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if inCI() {
-		t.Fatalf("CI=true but %s", msg)
-	}
-	t.Skipf("skipping: %s (.ci/run sets it up)", msg)
-}
-
-func moduleRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
 
 // vmParts are the kernel, module directory and qemu the tests boot.
 type vmParts struct {
@@ -68,9 +47,10 @@ func requireVM(t *testing.T) vmParts {
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("the VM tests boot an x86_64 kernel; this is %s", runtime.GOARCH)
 	}
+	testenv.RequireTools(t, "qemu-system-x86_64")
 	q, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		missing(t, "qemu-system-x86_64 is not installed (Debian package qemu-system-x86)")
+		t.Fatal(err)
 	}
 	p := vmParts{qemu: q, kernel: os.Getenv("NIXOCI_TEST_VM_KERNEL"), modules: os.Getenv("NIXOCI_TEST_VM_MODULES")}
 	if p.kernel != "" && p.modules != "" {
@@ -89,87 +69,39 @@ func requireVM(t *testing.T) vmParts {
 			}
 		}
 	}
-	missing(t, "no readable /boot/vmlinuz-VERSION with /lib/modules/VERSION/modules.dep (Debian package linux-image-cloud-amd64)")
+	testenv.Missing(t, "no readable /boot/vmlinuz-VERSION with /lib/modules/VERSION/modules.dep (Debian package linux-image-cloud-amd64)")
 	return p
 }
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
+// nixociBuild is a static nixoci (host tool and the VM's init), built once.
+// NIXOCI_TEST_NIXOCI names a prebuilt static one to test instead.
+var nixociBuild = &testenv.OnceBuild{Env: "NIXOCI_TEST_NIXOCI", Flags: []string{"-ldflags", "-s -w"}}
 
 // TestMain removes the binary the tests built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(nixociBuild.RunTests(m)) }
 
 // nixociBinary returns a static nixoci built from this tree (once).
 func nixociBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("NIXOCI_TEST_NIXOCI"); p != "" {
-		return p
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		missing(t, "go is not installed")
-	}
-	// The binary is the VM's init only if main dispatches to the guest.
-	if src, err := os.ReadFile(filepath.Join(moduleRoot(), "cmd", "nixoci", "main.go")); err != nil || !bytes.Contains(src, []byte("guest.Init()")) {
-		t.Fatalf("cmd/nixoci/main.go does not call guest.Init() (%v): add `if guest.Init() { return }` as the first statement of main, or the VM's init cannot run", err)
-	}
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "nixoci-vm-test-bin-")
-		if buildErr != nil {
-			return
+	if os.Getenv(nixociBuild.Env) == "" {
+		// The binary is the VM's init only if main dispatches to the guest.
+		if src, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "cmd", "nixoci", "main.go")); err != nil || !bytes.Contains(src, []byte("guest.Init()")) {
+			t.Fatalf("cmd/nixoci/main.go does not call guest.Init() (%v): add `if guest.Init() { return }` as the first statement of main, or the VM's init cannot run", err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-tags", buildTags, "-ldflags", "-s -w", "-o", filepath.Join(buildDir, "bin", "nixoci"), "./cmd/nixoci")
-		cmd.Dir = moduleRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building a static nixoci: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
 	}
-	return filepath.Join(buildDir, "bin", "nixoci")
+	return nixociBuild.Path(t)
 }
 
-// run runs a command with a time limit; it returns stdout, stderr and the error.
-func run(t *testing.T, timeout time.Duration, name string, args ...string) (string, string, error) {
-	t.Helper()
-	return runEnv(t, timeout, nil, name, args...)
+// run runs a command for at most timeout.
+func run(timeout time.Duration, name string, args ...string) testenv.Result {
+	return testenv.Cmd{Name: name, Args: args, Timeout: timeout}.Run(context.Background())
 }
 
-// runEnv is run with extra environment variables.
-func runEnv(t *testing.T, timeout time.Duration, env []string, name string, args ...string) (string, string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s timed out after %v: %w", name, timeout, err)
-	}
-	return stdout.String(), stderr.String(), err
-}
-
+// must runs a command for at most timeout, fails the test when it fails and
+// returns its standard output.
 func must(t *testing.T, timeout time.Duration, name string, args ...string) string {
 	t.Helper()
-	stdout, stderr, err := run(t, timeout, name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout, stderr)
-	}
-	return stdout
+	return testenv.Cmd{Name: name, Args: args, Timeout: timeout}.Must(t, context.Background()).Stdout
 }
 
 // baseFiles are the base layer's files besides busybox; the test script
@@ -192,14 +124,7 @@ var baseCreated = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 // for it into dir and returns the descriptor's path.
 func writeBaseImage(t *testing.T, dir string) string {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		missing(t, "busybox is not installed (Debian package busybox-static)")
-	}
-	busybox, err := os.ReadFile(bb)
-	if err != nil {
-		t.Fatal(err)
-	}
+	busybox := testenv.ReadFile(t, testenv.StaticBusybox(t))
 	tarFile := filepath.Join(dir, "base.tar")
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -264,36 +189,15 @@ func writeBaseImage(t *testing.T, dir string) string {
 	return file
 }
 
-// tarEntry is one entry of a layer tar, read back.
-type tarEntry struct {
-	hdr  *tar.Header
-	body string
-}
-
-func readTar(t *testing.T, file string) ([]string, map[string]tarEntry) {
+// readTar returns the names of a layer tar's entries, in order, and the
+// entries by name.
+func readTar(t *testing.T, file string) ([]string, map[string]testenv.TarEntry) {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
 	var names []string
-	entries := map[string]tarEntry{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("reading %s: %v", file, err)
-		}
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, h.Name)
-		entries[h.Name] = tarEntry{h, string(body)}
+	entries := map[string]testenv.TarEntry{}
+	for _, e := range testenv.ReadTar(t, file) {
+		names = append(names, e.Header.Name)
+		entries[e.Header.Name] = e
 	}
 	return names, entries
 }

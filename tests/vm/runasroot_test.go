@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -16,13 +15,12 @@ import (
 	"time"
 
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
-// setupScript makes every change the issue lists, plus a write under
-// /nix/store that must be left out.
-const setupScript = `#!/bin/sh
-set -e
-echo 'app:x:1000:1000:app:/data:/bin/sh' >> /etc/passwd
+// scriptChanges are the changes every runAsRoot script of the tests makes
+// (those the issue lists), which checkDocker and checkUmoci look for.
+const scriptChanges = `echo 'app:x:1000:1000:app:/data:/bin/sh' >> /etc/passwd
 echo 'app:x:1000:' >> /etc/group
 mkdir /data
 chown 1000:1000 /data
@@ -32,7 +30,11 @@ rm /etc/oldfile
 rm -rf /olddir
 mkdir /olddir
 echo new > /olddir/new
-echo junk > /nix/store/junk
+`
+
+// setupScript makes scriptChanges, plus a write under /nix/store that must
+// be left out.
+const setupScript = "#!/bin/sh\nset -e\n" + scriptChanges + `echo junk > /nix/store/junk
 test "$HOME" = /root
 test "$(id -u)" = 0
 test -e /proc/self/status
@@ -53,10 +55,11 @@ func TestRunAsRoot(t *testing.T) {
 	}
 	out := filepath.Join(dir, "out")
 	start := time.Now()
-	_, stderr, err := run(t, 20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", out}, parts.flags()...)...)
+	r := run(20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", out}, parts.flags()...)...)
 	wall := time.Since(start)
-	if err != nil {
-		t.Fatalf("run-as-root: %v\n%s", err, stderr)
+	stderr := r.Stderr
+	if r.Err != nil {
+		t.Fatalf("run-as-root: %v\n%s", r.Err, stderr)
 	}
 	t.Logf("run-as-root took %v; it said:\n%s", wall.Round(time.Millisecond), stderr)
 	fmt.Printf("runAsRoot VM wall time: %v (%s)\n", wall.Round(time.Millisecond), vmTimeLine(stderr))
@@ -112,24 +115,24 @@ func TestRunAsRoot(t *testing.T) {
 				if !ok {
 					t.Fatalf("no entry %s in %v", c.name, names)
 				}
-				h := e.hdr
+				h := e.Header
 				if h.Typeflag != c.typ || h.Uid != c.uid || h.Gid != c.gid {
 					t.Errorf("%s: type %c owner %d:%d, want type %c owner %d:%d", c.name, h.Typeflag, h.Uid, h.Gid, c.typ, c.uid, c.gid)
 				}
 				if !strings.Contains(c.name, ".wh.") && h.Mode&0o7777 != c.mode {
 					t.Errorf("%s: mode %o, want %o", c.name, h.Mode&0o7777, c.mode)
 				}
-				if c.body != "" && e.body != c.body {
-					t.Errorf("%s: content %q, want %q", c.name, e.body, c.body)
+				if c.body != "" && e.Body != c.body {
+					t.Errorf("%s: content %q, want %q", c.name, e.Body, c.body)
 				}
-				if c.bodyMatch != "" && !regexp.MustCompile(c.bodyMatch).MatchString(e.body) {
-					t.Errorf("%s: content %q does not match %s", c.name, e.body, c.bodyMatch)
+				if c.bodyMatch != "" && !regexp.MustCompile(c.bodyMatch).MatchString(e.Body) {
+					t.Errorf("%s: content %q does not match %s", c.name, e.Body, c.bodyMatch)
 				}
 			})
 		}
 		seen := map[string]bool{}
 		for _, n := range names {
-			h := entries[n].hdr
+			h := entries[n].Header
 			if !h.ModTime.Equal(baseCreated) {
 				t.Errorf("%s: mtime %v, want the image's created time %v", n, h.ModTime, baseCreated)
 			}
@@ -152,8 +155,8 @@ func TestRunAsRoot(t *testing.T) {
 	t.Run("deterministic", func(t *testing.T) {
 		again := filepath.Join(dir, "again")
 		start := time.Now()
-		if _, stderr, err := run(t, 20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", again, "--compression", "zstd"}, parts.flags()...)...); err != nil {
-			t.Fatalf("run-as-root again: %v\n%s", err, stderr)
+		if r := run(20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", again, "--compression", "zstd"}, parts.flags()...)...); r.Err != nil {
+			t.Fatalf("run-as-root again: %v\n%s", r.Err, r.Stderr)
 		}
 		t.Logf("second run: %v", time.Since(start).Round(time.Millisecond))
 		a, _ := os.ReadFile(filepath.Join(out, "layer.tar"))
@@ -173,66 +176,72 @@ func TestRunAsRoot(t *testing.T) {
 	final := filepath.Join(dir, "final.json")
 	must(t, time.Minute, bin, "image", "-o", final, "--name", "nixoci-test/run-as-root", "--tag", "e2e", "--from-image", base, filepath.Join(out, "layers.json"))
 
-	// What each check prints, and what it must print.
-	const probe = `cat /etc/motd; stat -c 'data %u:%g %a' /data; echo "olddir: $(ls /olddir)"; ` +
-		`test -e /etc/oldfile && echo oldfile present; grep -c '^app:' /etc/passwd /etc/group`
-	want := []string{"hello from runAsRoot", "data 1000:1000 750", "olddir: new", "/etc/passwd:1", "/etc/group:1"}
-
 	t.Run("docker", func(t *testing.T) {
-		if _, _, err := run(t, 30*time.Second, "docker", "info"); err != nil {
-			missing(t, "dockerd is not running (docker.io; start it with dockerd --bridge=none --iptables=false)")
-		}
+		testenv.RequireDocker(t)
 		ref := "nixoci-test/run-as-root:e2e"
 		must(t, 5*time.Minute, bin, "copy", "nix:"+final, "docker-daemon:"+ref)
-		defer run(t, time.Minute, "docker", "rmi", "-f", ref) //nolint:errcheck // best-effort cleanup
-		got := must(t, 2*time.Minute, "docker", "run", "--rm", "--network", "none", ref, "/bin/sh", "-c", probe)
-		checkProbe(t, "docker run", got, want)
+		defer run(time.Minute, "docker", "rmi", "-f", ref)
+		checkDocker(t, ref)
 	})
 
 	t.Run("umoci", func(t *testing.T) {
-		if _, err := exec.LookPath("umoci"); err != nil {
-			missing(t, "umoci is not installed")
-		}
+		testenv.RequireTools(t, "umoci")
 		layout := filepath.Join(dir, "oci")
 		must(t, 5*time.Minute, bin, "copy", "nix:"+final, "oci:"+layout+":e2e")
-		bundle := filepath.Join(dir, "bundle")
-		must(t, 5*time.Minute, "umoci", "unpack", "--image", layout+":e2e", bundle)
-		rootfs := filepath.Join(bundle, "rootfs")
-		motd, err := os.ReadFile(filepath.Join(rootfs, "etc/motd"))
-		if err != nil || string(motd) != "hello from runAsRoot\n" {
-			t.Errorf("umoci: /etc/motd = %q, %v", motd, err)
-		}
-		if _, err := os.Lstat(filepath.Join(rootfs, "etc/oldfile")); !os.IsNotExist(err) {
-			t.Errorf("umoci: /etc/oldfile still there (%v)", err)
-		}
-		ents, err := os.ReadDir(filepath.Join(rootfs, "olddir"))
-		if err != nil || len(ents) != 1 || ents[0].Name() != "new" {
-			t.Errorf("umoci: /olddir holds %v (%v), want only new", ents, err)
-		}
-		fi, err := os.Stat(filepath.Join(rootfs, "data"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if st.Uid != 1000 || st.Gid != 1000 || fi.Mode().Perm() != 0o750 || !fi.IsDir() {
-			t.Errorf("umoci: /data is %v owned by %d:%d, want a 0750 directory owned by 1000:1000", fi.Mode(), st.Uid, st.Gid)
-		}
-		passwd, _ := os.ReadFile(filepath.Join(rootfs, "etc/passwd"))
-		if !strings.Contains(string(passwd), "app:x:1000:1000:") || !strings.HasPrefix(string(passwd), "root:") {
-			t.Errorf("umoci: /etc/passwd = %q, want root and app", passwd)
-		}
+		checkUmoci(t, layout+":e2e", filepath.Join(dir, "bundle"))
 	})
 }
 
-func checkProbe(t *testing.T, what, got string, want []string) {
+// probe prints what the runAsRoot script changed; probeWant is what it
+// must print.
+const probe = `cat /etc/motd; stat -c 'data %u:%g %a' /data; echo "olddir: $(ls /olddir)"; ` +
+	`test -e /etc/oldfile && echo oldfile present; grep -c '^app:' /etc/passwd /etc/group`
+
+var probeWant = []string{"hello from runAsRoot", "data 1000:1000 750", "olddir: new", "/etc/passwd:1", "/etc/group:1"}
+
+// checkDocker runs probe in the image ref with Docker and checks that it
+// shows every change of the script.
+func checkDocker(t *testing.T, ref string) {
 	t.Helper()
-	for _, w := range want {
+	got := must(t, 2*time.Minute, "docker", "run", "--rm", "--network", "none", ref, "/bin/sh", "-c", probe)
+	for _, w := range probeWant {
 		if !strings.Contains(got, w) {
-			t.Errorf("%s printed %q, want it to contain %q", what, got, w)
+			t.Errorf("docker run printed %q, want it to contain %q", got, w)
 		}
 	}
 	if strings.Contains(got, "oldfile present") {
-		t.Errorf("%s: /etc/oldfile was not deleted: %q", what, got)
+		t.Errorf("docker run: /etc/oldfile was not deleted: %q", got)
+	}
+}
+
+// checkUmoci unpacks the image at layout:tag into bundle with umoci and
+// checks that its root file system shows every change of the script.
+func checkUmoci(t *testing.T, image, bundle string) {
+	t.Helper()
+	must(t, 5*time.Minute, "umoci", "unpack", "--image", image, bundle)
+	rootfs := filepath.Join(bundle, "rootfs")
+	motd, err := os.ReadFile(filepath.Join(rootfs, "etc/motd"))
+	if err != nil || string(motd) != "hello from runAsRoot\n" {
+		t.Errorf("umoci: /etc/motd = %q, %v", motd, err)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "etc/oldfile")); !os.IsNotExist(err) {
+		t.Errorf("umoci: /etc/oldfile still there (%v)", err)
+	}
+	ents, err := os.ReadDir(filepath.Join(rootfs, "olddir"))
+	if err != nil || len(ents) != 1 || ents[0].Name() != "new" {
+		t.Errorf("umoci: /olddir holds %v (%v), want only new", ents, err)
+	}
+	fi, err := os.Stat(filepath.Join(rootfs, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != 1000 || st.Gid != 1000 || fi.Mode().Perm() != 0o750 || !fi.IsDir() {
+		t.Errorf("umoci: /data is %v owned by %d:%d, want a 0750 directory owned by 1000:1000", fi.Mode(), st.Uid, st.Gid)
+	}
+	passwd, _ := os.ReadFile(filepath.Join(rootfs, "etc/passwd"))
+	if !strings.Contains(string(passwd), "app:x:1000:1000:") || !strings.HasPrefix(string(passwd), "root:") {
+		t.Errorf("umoci: /etc/passwd = %q, want root and app", passwd)
 	}
 }
 
