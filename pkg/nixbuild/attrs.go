@@ -79,6 +79,15 @@ func (a *Attrs) Decode(v any) error {
 	return nil
 }
 
+// DecodeOut decodes the attributes into v, as Decode does, and returns the
+// path of the "out" output: the start of every builder.
+func (a *Attrs) DecodeOut(v any) (string, error) {
+	if err := a.Decode(v); err != nil {
+		return "", err
+	}
+	return a.Output("out")
+}
+
 // Raw returns the JSON of one attribute and whether it is set (and not null).
 func (a *Attrs) Raw(name string) (json.RawMessage, bool) {
 	v, ok := a.raw[name]

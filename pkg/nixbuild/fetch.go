@@ -146,10 +146,7 @@ type fetchAttrs struct {
 // fetchBlob writes one blob to $out (a fixed-output derivation whose hash is the digest).
 func fetchBlob(ctx context.Context, a *Attrs, tmp string) error {
 	var fa fetchAttrs
-	if err := a.Decode(&fa); err != nil {
-		return err
-	}
-	out, err := a.Output("out")
+	out, err := a.DecodeOut(&fa)
 	if err != nil {
 		return err
 	}

@@ -43,10 +43,7 @@ type imageAttrs struct {
 // initializeNixDatabase, a layer holding a Nix database written to $db.
 func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 	var ia imageAttrs
-	if err := a.Decode(&ia); err != nil {
-		return err
-	}
-	out, err := a.Output("out")
+	out, err := a.DecodeOut(&ia)
 	if err != nil {
 		return err
 	}

@@ -45,10 +45,7 @@ type layerAttrs struct {
 // paths, with the paths of the layers below excluded.
 func buildLayers(ctx context.Context, a *Attrs) error {
 	var la layerAttrs
-	if err := a.Decode(&la); err != nil {
-		return err
-	}
-	out, err := a.Output("out")
+	out, err := a.DecodeOut(&la)
 	if err != nil {
 		return err
 	}

@@ -29,10 +29,7 @@ type pullAttrs struct {
 // image for os/arch/variant, so the layout holds one image, as fetched.
 func pullToDir(ctx context.Context, a *Attrs, tmp string) error {
 	var pa pullAttrs
-	if err := a.Decode(&pa); err != nil {
-		return err
-	}
-	out, err := a.Output("out")
+	out, err := a.DecodeOut(&pa)
 	if err != nil {
 		return err
 	}
@@ -84,10 +81,7 @@ func (da describeAttrs) options() pull.Options {
 // to $out, as `nixoci image-from-dir` does.
 func imageFromDir(_ context.Context, a *Attrs, _ string) error {
 	var da describeAttrs
-	if err := a.Decode(&da); err != nil {
-		return err
-	}
-	out, err := a.Output("out")
+	out, err := a.DecodeOut(&da)
 	if err != nil {
 		return err
 	}
@@ -102,10 +96,7 @@ func imageFromDir(_ context.Context, a *Attrs, _ string) error {
 // fetched blobs to $out, as `nixoci image-from-manifest` does.
 func imageFromManifest(_ context.Context, a *Attrs, _ string) error {
 	var da describeAttrs
-	if err := a.Decode(&da); err != nil {
-		return err
-	}
-	out, err := a.Output("out")
+	out, err := a.DecodeOut(&da)
 	if err != nil {
 		return err
 	}
