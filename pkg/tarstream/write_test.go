@@ -523,30 +523,27 @@ func TestVanishedFile(t *testing.T) {
 	checkErr(t, err, tarstream.ErrChanged, victim, root)
 }
 
-func TestShrunkFile(t *testing.T) {
-	store := filepath.Join(t.TempDir(), "store")
-	root := mkPath(t, store, "aaa-x", file{name: "a", data: "a"}, file{name: "b", data: "bbbb"})
-	victim := filepath.Join(root, "b")
-	var buf bytes.Buffer
-	_, err := tarstream.Write(context.Background(), &buf, []descriptor.Path{{Path: root}}, tarstream.WithObserver(func(e tarstream.Entry) {
-		if e.Source == filepath.Join(root, "a") {
-			os.WriteFile(victim, []byte("b"), 0o644)
-		}
-	}))
-	checkErr(t, err, tarstream.ErrChanged, victim, "shorter")
-}
-
-func TestGrownFile(t *testing.T) {
-	store := filepath.Join(t.TempDir(), "store")
-	root := mkPath(t, store, "aaa-x", file{name: "a", data: "a"}, file{name: "b", data: "b"})
-	victim := filepath.Join(root, "b")
-	var buf bytes.Buffer
-	_, err := tarstream.Write(context.Background(), &buf, []descriptor.Path{{Path: root}}, tarstream.WithObserver(func(e tarstream.Entry) {
-		if e.Source == filepath.Join(root, "a") {
-			os.WriteFile(victim, []byte("bigger"), 0o644)
-		}
-	}))
-	checkErr(t, err, tarstream.ErrChanged, victim, "longer")
+func TestFileChangedWhileStreaming(t *testing.T) {
+	for _, tc := range []struct {
+		name, before, after, want string
+	}{
+		{name: "shrunk", before: "bbbb", after: "b", want: "shorter"},
+		{name: "grown", before: "b", after: "bigger", want: "longer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := filepath.Join(t.TempDir(), "store")
+			root := mkPath(t, store, "aaa-x", file{name: "a", data: "a"}, file{name: "b", data: tc.before})
+			victim := filepath.Join(root, "b")
+			var buf bytes.Buffer
+			// Rewrite b once a, which comes before it, has been streamed.
+			_, err := tarstream.Write(context.Background(), &buf, []descriptor.Path{{Path: root}}, tarstream.WithObserver(func(e tarstream.Entry) {
+				if e.Source == filepath.Join(root, "a") {
+					os.WriteFile(victim, []byte(tc.after), 0o644)
+				}
+			}))
+			checkErr(t, err, tarstream.ErrChanged, victim, tc.want)
+		})
+	}
 }
 
 func TestUnreadable(t *testing.T) {
