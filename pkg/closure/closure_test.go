@@ -182,6 +182,33 @@ func TestPlan(t *testing.T) {
 			want: [][]descriptor.Path{{moved(tool)}},
 		},
 		{
+			name: "copy to root kept in the store",
+			opts: PlanOptions{MaxLayers: 1, Roots: []string{tool}, CopyToRoot: []string{tool}, KeepInStore: []string{tool}},
+			want: [][]descriptor.Path{{{Path: tool}, moved(tool), {Path: glibc}}},
+		},
+		{
+			name: "copy to root kept in the store, with perms on both copies",
+			opts: PlanOptions{MaxLayers: 1, Roots: []string{tool}, CopyToRoot: []string{tool}, KeepInStore: []string{tool}, Perms: []PermSpec{
+				{Path: tool, Perm: descriptor.Perm{Regex: ".*", Mode: "0700"}},
+			}},
+			want: func() [][]descriptor.Path {
+				mode := []descriptor.Perm{{Regex: ".*", Mode: "0700"}}
+				p := moved(tool)
+				p.Perms = mode
+				return [][]descriptor.Path{{{Path: tool, Perms: mode}, p, {Path: glibc}}}
+			}(),
+		},
+		{
+			name: "kept path already in a layer below",
+			opts: PlanOptions{MaxLayers: 1, Roots: []string{tool}, CopyToRoot: []string{tool}, KeepInStore: []string{tool}, Exclude: map[string]bool{tool: true}},
+			want: [][]descriptor.Path{{moved(tool), {Path: glibc}}},
+		},
+		{
+			name: "kept path that is not copied to root",
+			opts: PlanOptions{MaxLayers: 1, Roots: []string{tool}, KeepInStore: []string{tool}},
+			want: [][]descriptor.Path{ps(tool, glibc)},
+		},
+		{
 			name: "everything excluded",
 			opts: PlanOptions{MaxLayers: 3, Roots: []string{tool}, Exclude: map[string]bool{glibc: true, tool: true}},
 			want: nil,

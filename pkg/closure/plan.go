@@ -70,8 +70,13 @@ type PlanOptions struct {
 	// CopyToRoot paths have their content relocated to "/" (a Rewrite of
 	// the store path prefix to ""), in the last layer. A path also listed in
 	// Roots is included once, relocated; it stays in the store as well only
-	// when another included path refers to it. Their references go in.
+	// when another included path refers to it or it is in KeepInStore.
+	// Their references go in.
 	CopyToRoot []string
+	// KeepInStore are CopyToRoot paths that go in at their store location
+	// as well, like any root (for example because the image config names
+	// them under /nix/store). Their relocated copy is still written.
+	KeepInStore []string
 	// Exclude holds store paths already in lower layers; they are left
 	// out (their store copies only: relocated CopyToRoot content is still
 	// written). See ExcludeSet.
@@ -120,12 +125,16 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 	if err != nil {
 		return nil, err
 	}
-	isCopy, isIgnored := toSet(copies), toSet(ignored)
+	kept, err := cleanPaths("kept store path", opts.KeepInStore)
+	if err != nil {
+		return nil, err
+	}
+	isCopy, isIgnored, isKept := toSet(copies), toSet(ignored), toSet(kept)
 
 	if len(roots) == 0 {
 		roots = g.Paths()
 	}
-	var storeRoots []string
+	storeRoots := append([]string(nil), kept...)
 	for _, r := range roots {
 		if !isCopy[r] {
 			storeRoots = append(storeRoots, r)
@@ -147,7 +156,7 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 		closure = toSet(storeRoots)
 	}
 	for _, c := range copies {
-		if closure[c] {
+		if closure[c] && !isKept[c] {
 			logrus.Debugf("copy-to-root path %s is also referenced by the closure: it goes in the store too", c)
 		}
 	}

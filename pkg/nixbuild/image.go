@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"sort"
 
 	"github.com/nixoci/nixoci/pkg/closure"
 	"github.com/nixoci/nixoci/pkg/descriptor"
@@ -61,13 +60,15 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 		MaxLayers:  ia.MaxLayers,
 		Roots:      roots,
 		CopyToRoot: ia.CopyToRoot,
-		Exclude:    below.storePaths,
-		Perms:      ia.Perms,
+		// The config refers to its paths under /nix/store, copyToRoot
+		// ones included.
+		KeepInStore: ia.ConfigPaths,
+		Exclude:     below.storePaths,
+		Perms:       ia.Perms,
 	})
 	if err != nil {
 		return fmt.Errorf("planning layers: %w", err)
 	}
-	plan = keepInStore(plan, ia.ConfigPaths, ia.CopyToRoot, below.storePaths)
 	if ia.NixUID != 0 || ia.NixGID != 0 {
 		chownStorePaths(plan, ia.NixUID, ia.NixGID)
 	}
@@ -131,54 +132,6 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 		img.Author = *ia.Author
 	}
 	return descriptor.Write(out, img)
-}
-
-// keepInStore adds to the last layer, at their store location, the paths
-// the config names that are also copyToRoot paths: the config refers to
-// them under /nix/store, and Plan puts copyToRoot paths only at "/" unless
-// another path refers to them.
-func keepInStore(plan [][]descriptor.Path, configPaths, copyToRoot []string, exclude map[string]bool) [][]descriptor.Path {
-	inStore := map[string]bool{}
-	for _, l := range plan {
-		for _, p := range l {
-			if p.Rewrite == nil {
-				inStore[p.Path] = true
-			}
-		}
-	}
-	isCopy := map[string]bool{}
-	for _, c := range copyToRoot {
-		isCopy[c] = true
-	}
-	// The relocated copy's perms (Plan gives a path's perms to every copy).
-	perms := map[string][]descriptor.Perm{}
-	for _, l := range plan {
-		for _, p := range l {
-			if p.Rewrite != nil {
-				perms[p.Path] = p.Perms
-			}
-		}
-	}
-	var add []descriptor.Path
-	for _, p := range configPaths {
-		if isCopy[p] && !inStore[p] && !exclude[p] {
-			inStore[p] = true
-			add = append(add, descriptor.Path{Path: p, Perms: perms[p]})
-		}
-	}
-	if len(add) == 0 {
-		return plan
-	}
-	// Plan always has a last layer when there are copyToRoot paths.
-	last := append(plan[len(plan)-1], add...)
-	sort.SliceStable(last, func(i, j int) bool {
-		if last[i].Path != last[j].Path {
-			return last[i].Path < last[j].Path
-		}
-		return last[i].Rewrite == nil && last[j].Rewrite != nil
-	})
-	plan[len(plan)-1] = last
-	return plan
 }
 
 // chownStorePaths makes uid:gid the owner of every entry of the paths put

@@ -181,56 +181,6 @@ func TestLoadDBInput(t *testing.T) {
 	}
 }
 
-func TestKeepInStore(t *testing.T) {
-	rw := func(p string) *descriptor.Rewrite { return &descriptor.Rewrite{Regex: "^" + p, Repl: ""} }
-	mode := []descriptor.Perm{{Regex: ".*", Mode: "0700"}}
-	tests := []struct {
-		name        string
-		plan        [][]descriptor.Path
-		configPaths []string
-		copyToRoot  []string
-		exclude     map[string]bool
-		want        [][]descriptor.Path
-	}{
-		{
-			name:        "config names a copyToRoot path",
-			plan:        [][]descriptor.Path{{{Path: "/s/a"}}, {{Path: "/s/root", Rewrite: rw("/s/root"), Perms: mode}}},
-			configPaths: []string{"/s/root"},
-			copyToRoot:  []string{"/s/root"},
-			want:        [][]descriptor.Path{{{Path: "/s/a"}}, {{Path: "/s/root", Perms: mode}, {Path: "/s/root", Rewrite: rw("/s/root"), Perms: mode}}},
-		},
-		{
-			name:        "already in the store",
-			plan:        [][]descriptor.Path{{{Path: "/s/root"}, {Path: "/s/root", Rewrite: rw("/s/root")}}},
-			configPaths: []string{"/s/root"},
-			copyToRoot:  []string{"/s/root"},
-			want:        [][]descriptor.Path{{{Path: "/s/root"}, {Path: "/s/root", Rewrite: rw("/s/root")}}},
-		},
-		{
-			name:        "in a layer below",
-			plan:        [][]descriptor.Path{{{Path: "/s/root", Rewrite: rw("/s/root")}}},
-			configPaths: []string{"/s/root"},
-			copyToRoot:  []string{"/s/root"},
-			exclude:     map[string]bool{"/s/root": true},
-			want:        [][]descriptor.Path{{{Path: "/s/root", Rewrite: rw("/s/root")}}},
-		},
-		{
-			name:        "config path that is not copied to root",
-			plan:        [][]descriptor.Path{{{Path: "/s/a"}}},
-			configPaths: []string{"/s/a"},
-			want:        [][]descriptor.Path{{{Path: "/s/a"}}},
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := keepInStore(tc.plan, tc.configPaths, tc.copyToRoot, tc.exclude)
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("keepInStore() mismatch (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
 // writeAttrs writes a structured attributes file.
 func writeAttrs(t *testing.T, dir string, attrs map[string]any) string {
 	t.Helper()
