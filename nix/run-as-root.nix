@@ -175,8 +175,8 @@ let
         inherit system;
         builder = internal.builder;
         args = [
+          "nix-build"
           "run-as-root"
-          "--nix-attrs"
         ];
         __structuredAttrs = true;
         image = internal.toPath image;

@@ -1,30 +1,25 @@
 package commands
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/nixoci/nixoci/pkg/nixbuild"
+	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/vm"
 )
 
 // addRunAsRoot registers `nixoci run-as-root`.
 func addRunAsRoot(app *cli.App) {
 	var (
-		o        vm.Options
-		layers   cli.StringSlice
-		paths    cli.StringSlice
-		graphs   cli.StringSlice
-		env      cli.StringSlice
-		created  string
-		nixAttrs bool
+		o       vm.Options
+		layers  cli.StringSlice
+		paths   cli.StringSlice
+		graphs  cli.StringSlice
+		env     cli.StringSlice
+		created string
 	)
 	app.Commands = append(app.Commands, &cli.Command{
 		Name:  "run-as-root",
@@ -70,14 +65,10 @@ Example:
 			&cli.StringFlag{Name: "compression", Usage: "layer compression: gzip, zstd or none", Value: "gzip", Destination: &o.Compression},
 			&cli.StringFlag{Name: "accel", Usage: "VM accelerator: auto (KVM when /dev/kvm is usable, else TCG), kvm or tcg", Value: vm.AccelAuto, Destination: &o.Accel},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `DIR` for layer.tar and layers.json", Destination: &o.Output},
-			&cli.BoolFlag{Name: "nix-attrs", Hidden: true, Usage: "take every option from the Nix derivation's structured attributes (run by nix/run-as-root.nix)", Destination: &nixAttrs},
 		},
 		Before: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return fmt.Errorf("run-as-root takes no arguments (got %q): give the image with --image and the script with --script", c.Args().First())
-			}
-			if nixAttrs {
-				return nixRunAsRootOptions(&o)
 			}
 			o.Layers, o.StorePaths, o.ClosureGraphs, o.Env = layers.Value(), paths.Value(), graphs.Value(), env.Value()
 			t, err := parseCreated(created)
@@ -109,99 +100,14 @@ func defaultQemu() string {
 	return "qemu-system-" + arch
 }
 
+// parseCreated parses --created; empty leaves the image's created time.
 func parseCreated(s string) (*time.Time, error) {
-	switch s {
-	case "":
+	if s == "" {
 		return nil, nil
-	case "now":
-		t := time.Now().UTC().Truncate(time.Second)
-		return &t, nil
 	}
-	t, err := time.Parse(time.RFC3339, s)
+	t, err := image.ParseCreated(s, nil)
 	if err != nil {
-		return nil, fmt.Errorf("--created %q: %w (give an RFC 3339 time such as 1970-01-01T00:00:01Z, or \"now\")", s, err)
+		return nil, fmt.Errorf("--created: %w", err)
 	}
 	return &t, nil
-}
-
-// runAsRootAttrs are the structured attributes nix/run-as-root.nix sets.
-type runAsRootAttrs struct {
-	Image             string   `json:"image"`
-	Layers            []string `json:"layers"`
-	Script            string   `json:"script"`
-	Shell             string   `json:"shell"`
-	VMKernel          string   `json:"vmKernel"`
-	VMModules         string   `json:"vmModules"`
-	Qemu              string   `json:"qemu"`
-	GuestInit         string   `json:"guestInit"`
-	DiskSize          int64    `json:"diskSize"`
-	BuildVMMemorySize int64    `json:"buildVMMemorySize"`
-	RunAsRootTimeout  int64    `json:"runAsRootTimeout"`
-	Created           string   `json:"created"`
-	Compression       string   `json:"compression"`
-	Accel             string   `json:"accel"`
-	// ScriptClosure is Nix's exportReferencesGraph of the script's store paths.
-	ScriptClosure []struct {
-		Path string `json:"path"`
-	} `json:"scriptClosure"`
-}
-
-// nixRunAsRootOptions fills o from the running derivation's attributes.
-func nixRunAsRootOptions(o *vm.Options) error {
-	a, err := nixbuild.LoadAttrs(nixbuild.AttrsFile(os.Getenv))
-	if err != nil {
-		return err
-	}
-	var ra runAsRootAttrs
-	if err := a.Decode(&ra); err != nil {
-		return err
-	}
-	out, err := a.Output("out")
-	if err != nil {
-		return err
-	}
-	tmp := os.Getenv("NIX_BUILD_TOP")
-	if tmp == "" {
-		tmp = os.TempDir()
-	}
-	script := filepath.Join(tmp, "run-as-root.sh")
-	if err := os.WriteFile(script, []byte(ra.Script), 0o644); err != nil {
-		return fmt.Errorf("writing runAsRoot script: %w", err)
-	}
-	created, err := parseCreated(ra.Created)
-	if ra.Created == "now" {
-		// The image already has its time; use that one.
-		created, err = nil, nil
-	}
-	if err != nil {
-		return err
-	}
-	if ra.RunAsRootTimeout < 0 {
-		return errors.New("runAsRootTimeout must be a positive number of seconds")
-	}
-	*o = vm.Options{
-		Image:       ra.Image,
-		Layers:      ra.Layers,
-		Script:      script,
-		Shell:       ra.Shell,
-		Kernel:      ra.VMKernel,
-		Modules:     ra.VMModules,
-		Qemu:        ra.Qemu,
-		Init:        ra.GuestInit,
-		DiskSizeMiB: ra.DiskSize,
-		MemoryMiB:   ra.BuildVMMemorySize,
-		Timeout:     time.Duration(ra.RunAsRootTimeout) * time.Second,
-		Created:     created,
-		Compression: ra.Compression,
-		Accel:       ra.Accel,
-		Output:      out,
-		TempDir:     tmp,
-	}
-	for _, p := range ra.ScriptClosure {
-		o.StorePaths = append(o.StorePaths, p.Path)
-	}
-	if strings.TrimSpace(ra.Script) == "" {
-		return errors.New("runAsRoot is empty: give the script text")
-	}
-	return o.Validate()
 }

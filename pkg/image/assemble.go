@@ -115,7 +115,7 @@ func Assemble(opts AssembleOptions) (*descriptor.Image, error) {
 	if err := setPlatform(img, opts, base); err != nil {
 		return nil, err
 	}
-	t, err := parseCreated(opts.Created, opts.Now)
+	t, err := ParseCreated(opts.Created, opts.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -163,8 +163,9 @@ func setPlatform(img *descriptor.Image, opts AssembleOptions, base *descriptor.I
 	return nil
 }
 
-// parseCreated parses an RFC 3339 time or "now"; empty gives DefaultCreated.
-func parseCreated(s string, now func() time.Time) (time.Time, error) {
+// ParseCreated parses an RFC 3339 time or "now" (from now, or time.Now when
+// now is nil), in UTC; empty gives DefaultCreated.
+func ParseCreated(s string, now func() time.Time) (time.Time, error) {
 	switch s {
 	case "":
 		return DefaultCreated(), nil

@@ -19,6 +19,7 @@ func builders() map[string]func(ctx context.Context, a *Attrs, tmp string) error
 		"image-from-dir":      imageFromDir,
 		"fetch-blob":          fetchBlob,
 		"image-from-manifest": imageFromManifest,
+		"run-as-root":         runAsRoot,
 	}
 }
 
