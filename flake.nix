@@ -22,7 +22,7 @@
 
       # The hash of `go mod vendor`'s tree; tests/nix's TestVendorHash checks
       # it and prints the right value when go.mod or go.sum change.
-      vendorHash = "sha256-kgY8v6hk+3mw32oCAwEUi3MEIwhCx3ColL/oUGXnkOw=";
+      vendorHash = "sha256-Ukz0syyYict8bs3QJzGyfewUxeJcFvq8gi27w2n6iNc=";
 
       # The Go sources only, so that editing docs or nix/ does not rebuild.
       src = lib.fileset.toSource {

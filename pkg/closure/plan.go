@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/nixoci/nixoci/internal/logs"
 	"github.com/nixoci/nixoci/pkg/descriptor"
 )
 
@@ -79,27 +80,16 @@ type PlanOptions struct {
 	KeepInStore []string
 	// Exclude holds store paths already in lower layers; they are left
 	// out (their store copies only: relocated CopyToRoot content is still
-	// written). See ExcludeSet.
+	// written). See layer.StorePaths.
 	Exclude map[string]bool
 	// Ignore lists paths left out entirely (not their references).
 	Ignore []string
 	// Perms are attached to the descriptor.Path of their path (to both its
 	// store and relocated copies).
 	Perms []PermSpec
-}
-
-// ExcludeSet returns the store paths that layers put at their store
-// location (no Rewrite), for PlanOptions.Exclude.
-func ExcludeSet(layers ...descriptor.Layer) map[string]bool {
-	set := map[string]bool{}
-	for _, l := range layers {
-		for _, p := range l.Paths {
-			if p.Rewrite == nil {
-				set[p.Path] = true
-			}
-		}
-	}
-	return set
+	// Log receives notes: a copy-to-root path that also stays in the store,
+	// perms for a path that is excluded. Default: discarded.
+	Log logrus.FieldLogger
 }
 
 // Plan splits the closure into layers the way nixpkgs' buildLayeredImage
@@ -111,7 +101,7 @@ func ExcludeSet(layers ...descriptor.Layer) map[string]bool {
 // not depend on the order of the inputs. Nothing to put in gives no layers.
 func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 	if opts.MaxLayers < 1 {
-		return nil, fmt.Errorf("max layers is %d: --max-layers (maxLayers) must be at least 1", opts.MaxLayers)
+		return nil, fmt.Errorf("max layers is %d: it must be at least 1", opts.MaxLayers)
 	}
 	roots, err := cleanPaths("path", opts.Roots)
 	if err != nil {
@@ -130,6 +120,7 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 		return nil, err
 	}
 	isCopy, isIgnored, isKept := toSet(copies), toSet(ignored), toSet(kept)
+	log := logs.Or(opts.Log)
 
 	if len(roots) == 0 {
 		roots = g.Paths()
@@ -157,7 +148,7 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 	}
 	for _, c := range copies {
 		if closure[c] && !isKept[c] {
-			logrus.Debugf("copy-to-root path %s is also referenced by the closure: it goes in the store too", c)
+			log.Debugf("copy-to-root path %s is also referenced by the closure: it goes in the store too", c)
 		}
 	}
 
@@ -204,14 +195,14 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 		layers = append(layers, last)
 	}
 
-	if err := attachPerms(layers, opts.Perms, closure, isCopy); err != nil {
+	if err := attachPerms(layers, opts.Perms, closure, isCopy, log); err != nil {
 		return nil, err
 	}
 	return layers, nil
 }
 
 // attachPerms adds each rule to the paths it names.
-func attachPerms(layers [][]descriptor.Path, perms []PermSpec, closure, isCopy map[string]bool) error {
+func attachPerms(layers [][]descriptor.Path, perms []PermSpec, closure, isCopy map[string]bool, log logrus.FieldLogger) error {
 	for _, spec := range perms {
 		if err := checkPerm(spec); err != nil {
 			return err
@@ -229,7 +220,7 @@ func attachPerms(layers [][]descriptor.Path, perms []PermSpec, closure, isCopy m
 		switch {
 		case found:
 		case closure[p] || isCopy[p]:
-			logrus.Warnf("perms for %s not applied: the path is excluded or ignored from these layers", p)
+			log.Warnf("perms for %s not applied: the path is excluded or ignored from these layers", p)
 		default:
 			return fmt.Errorf("perms for %s: the path is not among the layer's paths or their closure: list it, or fix the perms \"path\"", p)
 		}

@@ -1,11 +1,12 @@
 package commands
 
 import (
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
 	"github.com/nixoci/nixoci/pkg/commands/options"
-	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/layer"
-	"github.com/urfave/cli/v2"
 )
 
 // addImage registers `nixoci image`.
@@ -24,22 +25,44 @@ Example:
 		Flags:  o.Flags(),
 		Before: options.Before(&o),
 		Action: func(c *cli.Context) error {
+			var base *image.Image
+			if o.FromImage != "" {
+				var err error
+				if base, err = image.Load(c.Context, o.FromImage); err != nil {
+					return err
+				}
+			}
+			var layers []layer.Layer
+			for _, f := range o.Layers {
+				ls, err := layer.LoadFile(c.Context, f)
+				if err != nil {
+					return err
+				}
+				layers = append(layers, ls...)
+			}
+			cfg, err := o.LoadConfig()
+			if err != nil {
+				return err
+			}
+			if cfg != nil && len(cfg.Ignored) > 0 {
+				logrus.Warnf("image config %s: ignoring keys that are not OCI image config fields: %v", o.Config, cfg.Ignored)
+			}
 			img, err := image.Assemble(image.AssembleOptions{
-				Name:      o.Name,
-				Tag:       o.Tag,
-				Config:    o.Config,
-				Arch:      o.Arch,
-				OS:        o.OS,
-				Variant:   o.Variant,
-				Created:   o.Created,
-				FromImage: o.FromImage,
-				Rehash:    func(img *descriptor.Image) error { return layer.Rehash(c.Context, img) },
-				Layers:    o.Layers,
+				Name:    o.Name,
+				Tag:     o.Tag,
+				Base:    base,
+				Layers:  layers,
+				Config:  cfg,
+				Arch:    o.Arch,
+				OS:      o.OS,
+				Variant: o.Variant,
+				Created: o.Created,
+				Log:     logrus.StandardLogger(),
 			})
 			if err != nil {
 				return err
 			}
-			return descriptor.Write(o.Output, img)
+			return image.Write(o.Output, img)
 		},
 	})
 }

@@ -8,11 +8,14 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
+	"go.podman.io/image/v5/types"
 
 	"github.com/nixoci/nixoci/pkg/commands/options"
 	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/layer"
+	"github.com/nixoci/nixoci/pkg/publish"
+	"github.com/nixoci/nixoci/transport/nix"
 )
 
 // addInspect registers `nixoci inspect`.
@@ -20,31 +23,36 @@ func addInspect(app *cli.App) {
 	var o options.InspectOptions
 	app.Commands = append(app.Commands, &cli.Command{
 		Name:      "inspect",
-		Usage:     "print an image descriptor's manifest, config and layers with their store paths",
+		Usage:     "print what `nixoci copy` would send: manifest, config and layers with their store paths",
 		ArgsUsage: "nix:IMAGE.json",
-		Description: `Prints what ` + "`nixoci copy`" + ` would send: the OCI manifest and config, then
-each layer with its digests, sizes, history and store paths. Nothing is
-streamed, so this is instant.
+		Description: `Prints what ` + "`nixoci copy`" + ` would send to the destination given with --dest
+(default: a registry): the OCI manifest and config that the nix: transport
+serves for it, then each layer with its digests, sizes, history and where its
+bytes come from (store paths, a stored tar or a stored blob). For destinations
+that store plain tars (docker-daemon, containers-storage, docker-archive) the
+layers are served uncompressed. Nothing is streamed, so this is instant.
 
 Example:
    nixoci inspect nix:./result/image.json
+   nixoci inspect --dest docker-daemon nix:./result
    nixoci inspect --json nix:image.json | jq .manifest`,
 		Flags:  o.Flags(),
 		Before: options.Before(&o),
 		Action: func(c *cli.Context) error {
-			img, err := descriptor.LoadImage(o.Image)
+			img, err := image.Load(c.Context, o.Image)
 			if err != nil {
 				return err
 			}
-			if img.Foreign {
-				if err := layer.Rehash(c.Context, img); err != nil {
-					return fmt.Errorf("recomputing digests of nix2container image %s: %w", o.Image, err)
-				}
-				img.Foreign = false
-			}
-			manifest, config, err := image.Manifest(img, false)
+			ref, err := nix.NewReference(o.Image)
 			if err != nil {
-				return fmt.Errorf("making manifest of %s: %w", o.Image, err)
+				return err
+			}
+			if ref, err = publish.SourceFor(ref, o.DestTransport); err != nil {
+				return err
+			}
+			manifest, config, err := served(c, ref)
+			if err != nil {
+				return fmt.Errorf("inspecting %s: %w", o.Image, err)
 			}
 			if o.JSON {
 				return printInspectJSON(c.App.Writer, img, manifest, config)
@@ -54,8 +62,39 @@ Example:
 	})
 }
 
-// printInspectJSON prints {manifest, config, layers} as one JSON object.
-func printInspectJSON(w io.Writer, img *descriptor.Image, manifest, config []byte) error {
+// served returns the manifest and config the nix: source ref serves.
+func served(c *cli.Context, ref types.ImageReference) (manifest, config []byte, err error) {
+	src, err := ref.NewImageSource(c.Context, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer src.Close()
+	manifest, _, err = src.GetManifest(c.Context, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	var m struct {
+		Config types.BlobInfo `json:"config"`
+	}
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		return nil, nil, fmt.Errorf("parsing the served manifest: %w", err)
+	}
+	rc, _, err := src.GetBlob(c.Context, m.Config, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rc.Close()
+	config, err = io.ReadAll(rc)
+	return manifest, config, err
+}
+
+// printInspectJSON prints {name, tag, manifestDigest, manifest, config,
+// layers} as one JSON object; layers are the descriptor's.
+func printInspectJSON(w io.Writer, img *image.Image, manifest, config []byte) error {
+	layers, err := layer.Descriptors(img.Layers)
+	if err != nil {
+		return err
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
@@ -66,11 +105,11 @@ func printInspectJSON(w io.Writer, img *descriptor.Image, manifest, config []byt
 		Manifest       json.RawMessage    `json:"manifest"`
 		Config         json.RawMessage    `json:"config"`
 		Layers         []descriptor.Layer `json:"layers"`
-	}{img.Name, img.Tag, digest.FromBytes(manifest), manifest, config, img.Layers})
+	}{img.Name, img.Tag, digest.FromBytes(manifest), manifest, config, layers})
 }
 
 // printInspect prints the image for people.
-func printInspect(w io.Writer, img *descriptor.Image, manifest, config []byte) error {
+func printInspect(w io.Writer, img *image.Image, manifest, config []byte) error {
 	var b bytes.Buffer
 	name := img.Name
 	if img.Tag != "" {
@@ -87,18 +126,16 @@ func printInspect(w io.Writer, img *descriptor.Image, manifest, config []byte) e
 	indent(&b, config)
 	fmt.Fprintf(&b, "Layers:   %d\n", len(img.Layers))
 	for i, l := range img.Layers {
-		fmt.Fprintf(&b, "  %d. %s  %s, %d bytes\n", i+1, l.Digest, l.Compressor.Algorithm, l.Size)
-		fmt.Fprintf(&b, "     diff_id %s  %d bytes\n", l.DiffID, l.UncompressedSize)
-		if h := l.History; h != nil && h.CreatedBy+h.Author+h.Comment != "" {
+		d := l.(layer.Describer).Descriptor()
+		fmt.Fprintf(&b, "  %d. %s  %s, %d bytes\n", i+1, l.Digest(), d.Compressor.Algorithm, l.Size())
+		fmt.Fprintf(&b, "     diff_id %s  %d bytes\n", l.DiffID(), l.UncompressedSize())
+		if h := d.History; h != nil && h.CreatedBy+h.Author+h.Comment != "" {
 			fmt.Fprintf(&b, "     history: created_by %q author %q comment %q\n", h.CreatedBy, h.Author, h.Comment)
 		}
-		switch {
-		case l.Tar != "":
-			fmt.Fprintf(&b, "     tar  %s\n", l.Tar)
-		case l.Blob != "":
-			fmt.Fprintf(&b, "     blob %s\n", l.Blob)
+		if s, ok := l.(layer.Sourcer); ok {
+			fmt.Fprintf(&b, "     from %s\n", s.Source())
 		}
-		for _, p := range l.Paths {
+		for _, p := range d.Paths {
 			fmt.Fprintf(&b, "     %s", p.Path)
 			if p.Rewrite != nil {
 				fmt.Fprintf(&b, "  (rewritten: %q -> %q)", p.Rewrite.Regex, p.Rewrite.Repl)
@@ -107,6 +144,9 @@ func printInspect(w io.Writer, img *descriptor.Image, manifest, config []byte) e
 				fmt.Fprintf(&b, "  (%d perms rules)", len(p.Perms))
 			}
 			b.WriteString("\n")
+		}
+		for _, p := range d.StorePaths {
+			fmt.Fprintf(&b, "     %s\n", p)
 		}
 	}
 	_, err := w.Write(b.Bytes())

@@ -1,14 +1,12 @@
 package commands
 
 import (
-	"fmt"
-	"path/filepath"
-
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/nixoci/nixoci/pkg/build"
 	"github.com/nixoci/nixoci/pkg/closure"
 	"github.com/nixoci/nixoci/pkg/commands/options"
-	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/layer"
 )
 
@@ -46,33 +44,26 @@ Example:
 			if err != nil {
 				return err
 			}
-			excluded, err := o.LoadExcluded()
+			below, err := o.LoadExcluded(c.Context)
 			if err != nil {
 				return err
 			}
-			plan, err := closure.Plan(graph, closure.PlanOptions{
-				MaxLayers:  o.MaxLayers,
-				Roots:      o.Paths,
-				CopyToRoot: o.CopyToRoot.Value(),
-				Exclude:    closure.ExcludeSet(excluded...),
-				Ignore:     o.Ignore.Value(),
-				Perms:      perms,
+			layers, err := build.Layers(c.Context, graph, build.Options{
+				MaxLayers:    o.MaxLayers,
+				Roots:        o.Paths,
+				CopyToRoot:   o.CopyToRoot.Value(),
+				Ignore:       o.Ignore.Value(),
+				Perms:        perms,
+				Below:        below,
+				Compression:  o.Compression,
+				History:      history,
+				TarDirectory: o.TarDirectory,
+				Log:          logrus.StandardLogger(),
 			})
 			if err != nil {
 				return err
 			}
-			specs := make([]layer.Spec, len(plan))
-			for i, paths := range plan {
-				specs[i] = layer.Spec{Paths: paths, Compression: o.Compression, History: history}
-				if o.TarDirectory != "" {
-					specs[i].TarFile = filepath.Join(o.TarDirectory, fmt.Sprintf("layer-%d.tar", i))
-				}
-			}
-			layers, err := layer.DescribeAll(c.Context, specs)
-			if err != nil {
-				return err
-			}
-			return descriptor.Write(o.Output, &descriptor.Layers{Layers: layers})
+			return layer.WriteFile(o.Output, layers)
 		},
 	})
 }

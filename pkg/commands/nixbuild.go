@@ -1,14 +1,16 @@
 package commands
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/nixoci/nixoci/pkg/commands/options"
 	"github.com/nixoci/nixoci/pkg/nixbuild"
+	"github.com/nixoci/nixoci/pkg/registry"
 )
 
 // addNixBuild registers `nixoci nix-build`, the builder of the nix/
@@ -28,7 +30,7 @@ The nix/ library sets this up; there is no reason to run it by hand.`,
 			if c.NArg() != 1 {
 				return fmt.Errorf("nix-build: give one derivation KIND (%s)", strings.Join(nixbuild.Kinds(), ", "))
 			}
-			return nixbuild.Run(c.Context, c.Args().First(), nixbuild.AttrsFile(os.Getenv), os.Getenv("NIX_BUILD_TOP"))
+			return nixbuild.Run(c.Context, c.Args().First(), nixbuild.AttrsFile(os.Getenv), os.Getenv("NIX_BUILD_TOP"), logrus.StandardLogger())
 		},
 	})
 }
@@ -36,23 +38,15 @@ The nix/ library sets this up; there is no reason to run it by hand.`,
 // getManifestCommand is `nixoci nix-build get-manifest`, run by
 // pullImageFromManifest's getManifest script.
 func getManifestCommand() *cli.Command {
-	var o nixbuild.RegistryOptions
+	var o options.GetManifestOptions
 	return &cli.Command{
 		Name:      "get-manifest",
 		Usage:     "print the image manifest of a registry image, picking the platform from an index",
 		ArgsUsage: "docker://HOST/NAME:TAG",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "os", Usage: "`OS` to pick from an index; default: this machine's", Destination: &o.OS},
-			&cli.StringFlag{Name: "arch", Usage: "architecture `ARCH` to pick from an index (amd64, arm64, …); default: this machine's", Destination: &o.Arch},
-			&cli.StringFlag{Name: "variant", Usage: "architecture `VARIANT` to pick from an index", Destination: &o.Variant},
-			&cli.BoolFlag{Name: "tls-verify", Usage: "verify the registry's TLS certificate (false also allows plain HTTP)", Value: true, Destination: &o.TLSVerify},
-			&cli.StringFlag{Name: "authfile", Usage: "registry auth `FILE`; default: the usual locations", Destination: &o.AuthFile},
-		},
+		Flags:     o.Flags(),
+		Before:    options.Before(&o),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return errors.New("get-manifest: give one image reference, docker://HOST/NAME:TAG")
-			}
-			data, _, err := nixbuild.GetManifest(c.Context, c.Args().First(), o)
+			data, _, err := registry.GetManifest(c.Context, o.Reference, o.Registry)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/nixoci/nixoci/pkg/commands/options"
@@ -10,7 +11,7 @@ import (
 
 // pullOptions turns the platform flags into pkg/pull options.
 func pullOptions(o options.PlatformOptions) pull.Options {
-	return pull.Options{OS: o.OS, Arch: o.Arch, Variant: o.Variant, Name: o.Name, Tag: o.Tag}
+	return pull.Options{OS: o.OS, Arch: o.Arch, Variant: o.Variant, Name: o.Name, Tag: o.Tag, Log: logrus.StandardLogger()}
 }
 
 // addImageFromDir registers `nixoci image-from-dir`.
@@ -31,8 +32,8 @@ Example:
    nixoci image -o image.json --name app --from-image alpine.json layers.json`,
 		Flags:  o.Flags(),
 		Before: options.Before(&o),
-		Action: func(*cli.Context) error {
-			img, err := pull.FromDir(o.Dir, pullOptions(o.PlatformOptions))
+		Action: func(c *cli.Context) error {
+			img, err := pull.FromDir(c.Context, o.Dir, pullOptions(o.PlatformOptions))
 			if err != nil {
 				return err
 			}
@@ -57,13 +58,13 @@ Example:
      --blob sha256:4a1c…=/nix/store/…-blob --blob sha256:9f0e…=/nix/store/…-blob`,
 		Flags:  o.Flags(),
 		Before: options.Before(&o),
-		Action: func(*cli.Context) error {
+		Action: func(c *cli.Context) error {
 			fromManifest := func() (*descriptor.Image, error) {
-				return pull.FromManifest(o.Manifest, o.BlobFiles, pullOptions(o.PlatformOptions))
+				return pull.FromManifest(c.Context, o.Manifest, o.BlobFiles, pullOptions(o.PlatformOptions))
 			}
 			if o.Spec != "" {
 				fromManifest = func() (*descriptor.Image, error) {
-					return pull.FromManifestSpec(o.Spec, pullOptions(o.PlatformOptions))
+					return pull.FromManifestSpec(c.Context, o.Spec, pullOptions(o.PlatformOptions))
 				}
 			}
 			img, err := fromManifest()

@@ -6,7 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/nixoci/nixoci/pkg/commands/options"
-	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/verify"
 )
 
@@ -26,7 +26,7 @@ Example:
 		Flags:  o.Flags(),
 		Before: options.Before(&o),
 		Action: func(c *cli.Context) error {
-			img, err := descriptor.LoadImage(o.Image)
+			img, err := image.Load(c.Context, o.Image)
 			if err != nil {
 				return err
 			}

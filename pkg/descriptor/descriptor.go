@@ -43,11 +43,6 @@ type Image struct {
 	Config ocispec.ImageConfig `json:"config"`
 	// Layers in application order, base layers first.
 	Layers []Layer `json:"layers"`
-
-	// Foreign is set by LoadImage when the document was not written by
-	// nixoci (nix2container's image.json). Its digests were computed by
-	// another tar writer and must be recomputed before use.
-	Foreign bool `json:"-"`
 }
 
 // Layers is the document `nixoci layers` writes: a list of described layers
@@ -63,6 +58,9 @@ type Layers struct {
 //   - Tar: a stored uncompressed tar file, for non-reproducible layers;
 //   - Blob: a stored blob served verbatim, already in MediaType's encoding
 //     (layers of pulled base images).
+//
+// pkg/layer turns a Layer into a value that serves its bytes; only that
+// package looks at which source is set.
 type Layer struct {
 	// MediaType of the blob named by Digest (OCI layer media types).
 	MediaType string `json:"mediaType"`
@@ -81,11 +79,21 @@ type Layer struct {
 	Paths []Path `json:"paths,omitempty"`
 	// Tar is the path of a stored uncompressed tar (non-reproducible layers).
 	Tar string `json:"tar,omitempty"`
+	// StorePaths lists, for a Tar layer made from store paths, the paths
+	// it holds at their store location (under /nix/store), sorted. Layers
+	// built on it leave them out, and a Nix database registers them.
+	// Paths layers say the same through Paths.
+	StorePaths []string `json:"storePaths,omitempty"`
 	// Blob is the path of a stored blob, served as is.
 	Blob string `json:"blob,omitempty"`
 	// History is this layer's entry in the image config history.
 	History *History `json:"history,omitempty"`
 }
+
+// Nix2ContainerLibrary is the Compressor.Library of layers read from a
+// nix2container image.json: their digests come from another tar writer and
+// pkg/layer describes them anew when it loads them.
+const Nix2ContainerLibrary = "nix2container"
 
 // Compressor identifies a compressor exactly enough to know whether it
 // reproduces the same bytes: the algorithm, its level, and the library

@@ -11,6 +11,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
 )
 
 // ImageFileName is the file looked for when a descriptor path is a directory
@@ -42,8 +43,8 @@ type header struct {
 }
 
 // LoadImage reads an image descriptor: nixoci's own (version Version) or
-// nix2container's image.json (version Nix2ContainerVersion), which comes
-// back with Foreign set.
+// nix2container's image.json (version Nix2ContainerVersion), whose layers
+// come back with Compressor.Library Nix2ContainerLibrary.
 func LoadImage(path string) (*Image, error) {
 	file, err := ResolvePath(path)
 	if err != nil {
@@ -154,13 +155,25 @@ func (l *Layer) Validate() error {
 	if sources > 1 {
 		return errors.New("only one of paths, tar and blob may be set")
 	}
+	if len(l.StorePaths) > 0 && l.Tar == "" {
+		return errors.New("storePaths belongs to a tar layer; a paths layer lists its store paths in paths")
+	}
 	for _, d := range []digest.Digest{l.Digest, l.DiffID} {
 		if err := d.Validate(); err != nil {
 			return fmt.Errorf("invalid digest %q: %w", d, err)
 		}
 	}
 	if l.Size < 0 || l.UncompressedSize < 0 {
-		return errors.New("negative size")
+		return fmt.Errorf("negative size (size %d, uncompressedSize %d): sizes are byte counts", l.Size, l.UncompressedSize)
+	}
+	if l.MediaType != "" {
+		alg, ok := LayerMediaType(l.MediaType)
+		if !ok {
+			return fmt.Errorf("media type %q is not an OCI or Docker layer media type (such as %s)", l.MediaType, ocispec.MediaTypeImageLayerGzip)
+		}
+		if l.Compressor.Algorithm != "" && l.Compressor.Algorithm != alg {
+			return fmt.Errorf("media type %s is %s, but the compressor says %s", l.MediaType, alg, l.Compressor.Algorithm)
+		}
 	}
 	return nil
 }
@@ -262,7 +275,6 @@ func parseNix2Container(name string, data []byte, _ header) (*Image, error) {
 		OS:           "linux",
 		Created:      n.Created,
 		Config:       n.ImageConfig,
-		Foreign:      true,
 	}
 	if img.Architecture == "" {
 		img.Architecture = "amd64"
@@ -274,7 +286,7 @@ func parseNix2Container(name string, data []byte, _ header) (*Image, error) {
 			Size:             nl.Size,
 			DiffID:           digest.Digest(nl.DiffIDs),
 			UncompressedSize: 0, // unknown until rehashed
-			Compressor:       Compressor{Algorithm: AlgorithmOf(nl.MediaType), Library: "nix2container"},
+			Compressor:       Compressor{Algorithm: AlgorithmOf(nl.MediaType), Library: Nix2ContainerLibrary},
 		}
 		if h := nl.History; h.CreatedBy != "" || h.Author != "" || h.Comment != "" {
 			l.History = &History{CreatedBy: h.CreatedBy, Author: h.Author, Comment: h.Comment}
@@ -319,14 +331,46 @@ func MediaType(algorithm string) string {
 	}
 }
 
-// AlgorithmOf returns the compression algorithm of an OCI or Docker layer media type.
+// AlgorithmOf returns the compression algorithm of an OCI or Docker layer
+// media type; an unknown media type gives None.
 func AlgorithmOf(mediaType string) string {
+	alg, _ := LayerMediaType(mediaType)
+	return alg
+}
+
+// LayerMediaType returns the compression algorithm of an OCI or Docker
+// layer media type, and false when mediaType is not a layer media type.
+func LayerMediaType(mediaType string) (algorithm string, ok bool) {
 	switch mediaType {
-	case ocispec.MediaTypeImageLayerGzip, "application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip":
-		return Gzip
-	case ocispec.MediaTypeImageLayerZstd, "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
-		return Zstd
-	default:
-		return None
+	case ocispec.MediaTypeImageLayer,
+		manifest.DockerV2SchemaLayerMediaTypeUncompressed,
+		manifest.DockerV2Schema2ForeignLayerMediaType,
+		// Non-distributable layers are deprecated, but pulled images have them.
+		"application/vnd.oci.image.layer.nondistributable.v1.tar":
+		return None, true
+	case ocispec.MediaTypeImageLayerGzip,
+		manifest.DockerV2Schema2LayerMediaType,
+		manifest.DockerV2Schema2ForeignLayerMediaTypeGzip,
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip":
+		return Gzip, true
+	case ocispec.MediaTypeImageLayerZstd,
+		manifest.DockerV2SchemaLayerMediaTypeZstd,
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
+		return Zstd, true
 	}
+	return None, false
+}
+
+// OCILayerMediaType maps Docker schema 2 layer media types to the OCI ones
+// with the same bytes; anything else is returned unchanged.
+func OCILayerMediaType(mediaType string) string {
+	switch mediaType {
+	case manifest.DockerV2Schema2LayerMediaType:
+		return ocispec.MediaTypeImageLayerGzip
+	case manifest.DockerV2SchemaLayerMediaTypeUncompressed:
+		return ocispec.MediaTypeImageLayer
+	case manifest.DockerV2SchemaLayerMediaTypeZstd:
+		return ocispec.MediaTypeImageLayerZstd
+	}
+	return mediaType
 }

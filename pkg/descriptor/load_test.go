@@ -125,8 +125,10 @@ func TestParseNix2Container(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseImage() = %v", err)
 	}
-	if !img.Foreign {
-		t.Errorf("ParseImage().Foreign = false, want true for nix2container input")
+	for i, l := range img.Layers {
+		if l.Compressor.Library != Nix2ContainerLibrary {
+			t.Errorf("ParseImage() layer %d compressor library = %q, want %q for nix2container input", i, l.Compressor.Library, Nix2ContainerLibrary)
+		}
 	}
 	if img.Architecture != "arm64" || img.OS != "linux" || img.Created == nil || img.Created.Year() != 2024 {
 		t.Errorf("ParseImage() platform/created = %s/%s %v", img.OS, img.Architecture, img.Created)

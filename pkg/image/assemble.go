@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -16,22 +15,25 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
-	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/internal/logs"
+	"github.com/nixoci/nixoci/pkg/layer"
 )
 
-// AssembleOptions is what `nixoci image` is given.
+// AssembleOptions are the parts of an image: `nixoci image` and the Nix
+// library's buildImage read them from files and attributes.
 type AssembleOptions struct {
 	// Name is the image name for copy scripts; it is lower-cased.
 	Name string
 	// Tag is the image tag for copy scripts (stored as given).
 	Tag string
-	// Config is a JSON file holding the runtime config: either an OCI
-	// ImageConfig ({"Env": …, "Cmd": …}) or a whole OCI image config whose
-	// "config" key holds it (see ParseConfig). Empty: no config file.
-	Config string
-	// ConfigJSON is the same JSON given inline (for callers that already
-	// hold it, such as the Nix builder). It is used when Config is empty.
-	ConfigJSON []byte
+	// Base is the image this one is built on: its layers come first and
+	// its config supplies defaults. Nil: no base.
+	Base *Image
+	// Layers follow the base image's, in order.
+	Layers []layer.Layer
+	// Config is the runtime config, merged over the base's (MergeConfig),
+	// and the author. Nil: the base's config, or none.
+	Config *ParsedConfig
 	// Arch, OS and Variant set the platform in Docker/OCI naming. Aliases
 	// such as x86_64 or aarch64 are accepted (see NormalizeArch). When empty
 	// they come from the base image, else from the running machine
@@ -41,77 +43,28 @@ type AssembleOptions struct {
 	Created string
 	// Now gives the time for Created "now"; nil means time.Now.
 	Now func() time.Time
-	// FromImage is the image descriptor of a base image: its layers come
-	// first and its config supplies defaults. Empty: no base.
-	FromImage string
-	// Rehash recomputes the digests of a base image that is a
-	// nix2container image.json (Image.Foreign), in place. The CLI passes
-	// pkg/layer's Rehash. Nil makes such a base image an error.
-	Rehash func(*descriptor.Image) error
-	// Layers are layers descriptor files (written by `nixoci layers`) whose
-	// layers follow the base image's, in order.
-	Layers []string
+	// Log receives a warning when the platform differs from the base
+	// image's. Default: discarded.
+	Log logrus.FieldLogger
 }
 
-// Assemble builds an image descriptor from a base image, layers documents
-// and a runtime config. Errors name the offending file.
-func Assemble(opts AssembleOptions) (*descriptor.Image, error) {
+// Assemble builds an image from a base image, layers and a runtime config.
+func Assemble(opts AssembleOptions) (*Image, error) {
 	name := strings.ToLower(strings.TrimSpace(opts.Name))
 	if name == "" {
-		return nil, errors.New("assembling image: no name: give --name NAME")
+		return nil, errors.New("assembling image: no name: give the image a name")
 	}
-	img := &descriptor.Image{Nixoci: descriptor.Version, Name: name, Tag: opts.Tag, Layers: []descriptor.Layer{}}
-
-	var base *descriptor.Image
-	if opts.FromImage != "" {
-		var err error
-		base, err = descriptor.LoadImage(opts.FromImage)
-		if err != nil {
-			return nil, fmt.Errorf("loading base image: %w", err)
-		}
-		if base.Foreign {
-			if opts.Rehash == nil {
-				return nil, fmt.Errorf("base image %s is a nix2container image.json whose digests must be recomputed, and no rehash is available here", opts.FromImage)
-			}
-			if err := opts.Rehash(base); err != nil {
-				return nil, fmt.Errorf("recomputing digests of base image %s: %w", opts.FromImage, err)
-			}
-			base.Foreign = false
-		}
-		img.Layers = append(img.Layers, base.Layers...)
-	}
-	for _, file := range opts.Layers {
-		ls, err := descriptor.LoadLayers(file)
-		if err != nil {
-			return nil, err
-		}
-		img.Layers = append(img.Layers, ls.Layers...)
-	}
-
-	var cfg *ParsedConfig
-	switch {
-	case opts.Config != "":
-		data, err := os.ReadFile(opts.Config)
-		if err != nil {
-			return nil, fmt.Errorf("reading image config: %w", err)
-		}
-		if cfg, err = ParseConfig(opts.Config, data); err != nil {
-			return nil, err
-		}
-	case len(opts.ConfigJSON) > 0:
-		var err error
-		if cfg, err = ParseConfig("inline config", opts.ConfigJSON); err != nil {
-			return nil, err
-		}
-	}
+	img := &Image{Name: name, Tag: opts.Tag}
+	base := opts.Base
 	if base != nil {
+		img.Layers = append(img.Layers, base.Layers...)
 		img.Config = base.Config
 	}
-	if cfg != nil {
-		img.Config = MergeConfig(img.Config, cfg.Config)
-		img.Author = cfg.Author
+	img.Layers = append(img.Layers, opts.Layers...)
+	if opts.Config != nil {
+		img.Config = MergeConfig(img.Config, opts.Config.Config)
+		img.Author = opts.Config.Author
 	}
-
 	if err := setPlatform(img, opts, base); err != nil {
 		return nil, err
 	}
@@ -120,13 +73,13 @@ func Assemble(opts AssembleOptions) (*descriptor.Image, error) {
 		return nil, err
 	}
 	img.Created = &t
-	if err := img.Validate(); err != nil {
+	if err := check(img); err != nil {
 		return nil, fmt.Errorf("assembling image %s: %w", name, err)
 	}
 	return img, nil
 }
 
-func setPlatform(img *descriptor.Image, opts AssembleOptions, base *descriptor.Image) error {
+func setPlatform(img *Image, opts AssembleOptions, base *Image) error {
 	arch, variant := opts.Arch, opts.Variant
 	switch {
 	case arch != "":
@@ -157,7 +110,7 @@ func setPlatform(img *descriptor.Image, opts AssembleOptions, base *descriptor.I
 		osName = "linux"
 	}
 	if base != nil && (base.Architecture != arch || base.OS != osName) {
-		logrus.Warnf("image %s is %s/%s but its base image %s is %s/%s", img.Name, osName, arch, opts.FromImage, base.OS, base.Architecture)
+		logs.Or(opts.Log).Warnf("image %s is %s/%s but its base image %s is %s/%s", img.Name, osName, arch, base.Name, base.OS, base.Architecture)
 	}
 	img.Architecture, img.OS, img.Variant = arch, osName, variant
 	return nil
@@ -243,6 +196,10 @@ func HostArch() (arch, variant string) {
 type ParsedConfig struct {
 	Config ocispec.ImageConfig
 	Author string
+	// Ignored lists the keys that are not OCI image config fields (Docker's
+	// Healthcheck, Shell, …), sorted: they are left out, and callers
+	// should say so.
+	Ignored []string
 }
 
 // configKeys returns the JSON keys of ocispec.ImageConfig.
@@ -259,7 +216,7 @@ func configKeys() []string {
 //     history are ignored (they come from the flags and layers).
 //
 // Keys that are not OCI ImageConfig fields (Docker's Healthcheck, Shell, …)
-// are dropped with a warning; a key differing only in case from an OCI field
+// are dropped and listed in Ignored; a key differing only in case from an OCI field
 // is an error, as is JSON that is not an object. name is used in messages.
 func ParseConfig(name string, data []byte) (*ParsedConfig, error) {
 	var top map[string]json.RawMessage
@@ -292,10 +249,8 @@ func ParseConfig(name string, data []byte) (*ParsedConfig, error) {
 		}
 		unknown = append(unknown, k)
 	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		logrus.Warnf("image config %s: ignoring keys that are not OCI image config fields: %s", name, strings.Join(unknown, ", "))
-	}
+	sort.Strings(unknown)
+	pc.Ignored = unknown
 	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		return pc, nil
 	}

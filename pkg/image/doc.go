@@ -1,2 +1,4 @@
-// Package image turns layers and a runtime config into an image descriptor, and an image descriptor into its OCI config and manifest.
+// Package image provides images as values (a platform, a runtime config and
+// layers), assembled from a base image, layers and a config, and the OCI
+// config and manifest they are served with.
 package image

@@ -1,10 +1,10 @@
 package image
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/pkg/layer"
 )
 
 func fakeDigest(s string) digest.Digest {
@@ -23,7 +24,7 @@ func fakeDigest(s string) digest.Digest {
 	return digest.Digest("sha256:" + hex.EncodeToString(sum[:]))
 }
 
-func testLayer(name string, alg string) descriptor.Layer {
+func testDescriptor(name string, alg string) descriptor.Layer {
 	l := descriptor.Layer{
 		MediaType:        descriptor.MediaType(alg),
 		Digest:           fakeDigest(name + "-blob"),
@@ -39,10 +40,21 @@ func testLayer(name string, alg string) descriptor.Layer {
 	return l
 }
 
-func testImage() *descriptor.Image {
+// testLayer is a layer value of testDescriptor: its bytes are never read.
+func testLayer(t *testing.T, d descriptor.Layer) layer.Layer {
+	t.Helper()
+	l, err := layer.FromDescriptor(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func testImage(t *testing.T) *Image {
 	created := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
-	return &descriptor.Image{
-		Nixoci:       descriptor.Version,
+	one := testDescriptor("one", descriptor.Gzip)
+	one.History = &descriptor.History{CreatedBy: "nix", Author: "me", Comment: "first"}
+	return &Image{
 		Name:         "hello",
 		Architecture: "arm",
 		OS:           "linux",
@@ -54,14 +66,10 @@ func testImage() *descriptor.Image {
 			Cmd:    []string{"/bin/hello", "<&>"},
 			Labels: map[string]string{"z": "1", "a": "2", "m": "3"},
 		},
-		Layers: []descriptor.Layer{
-			func() descriptor.Layer {
-				l := testLayer("one", descriptor.Gzip)
-				l.History = &descriptor.History{CreatedBy: "nix", Author: "me", Comment: "first"}
-				return l
-			}(),
-			testLayer("two", descriptor.Zstd),
-			testLayer("three", descriptor.None),
+		Layers: []layer.Layer{
+			testLayer(t, one),
+			testLayer(t, testDescriptor("two", descriptor.Zstd)),
+			testLayer(t, testDescriptor("three", descriptor.None)),
 		},
 	}
 }
@@ -70,12 +78,12 @@ func TestConfig(t *testing.T) {
 	epoch := time.Date(1970, 1, 1, 0, 0, 1, 0, time.UTC)
 	tests := []struct {
 		name    string
-		img     func() *descriptor.Image
+		img     func() *Image
 		created time.Time
 	}{
-		{"with created", testImage, time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)},
-		{"default created", func() *descriptor.Image { i := testImage(); i.Created = nil; return i }, epoch},
-		{"no layers", func() *descriptor.Image { i := testImage(); i.Layers = nil; return i }, time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)},
+		{"with created", func() *Image { return testImage(t) }, time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)},
+		{"default created", func() *Image { i := testImage(t); i.Created = nil; return i }, epoch},
+		{"no layers", func() *Image { i := testImage(t); i.Layers = nil; return i }, time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,10 +120,10 @@ func TestConfig(t *testing.T) {
 				RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{}},
 			}
 			for _, l := range img.Layers {
-				want.RootFS.DiffIDs = append(want.RootFS.DiffIDs, l.DiffID)
+				want.RootFS.DiffIDs = append(want.RootFS.DiffIDs, l.DiffID())
 				h := ocispec.History{Created: &tt.created}
-				if l.History != nil {
-					h.CreatedBy, h.Author, h.Comment = l.History.CreatedBy, l.History.Author, l.History.Comment
+				if hist := l.(layer.Describer).Descriptor().History; hist != nil {
+					h.CreatedBy, h.Author, h.Comment = hist.CreatedBy, hist.Author, hist.Comment
 				}
 				want.History = append(want.History, h)
 			}
@@ -129,20 +137,24 @@ func TestConfig(t *testing.T) {
 func TestManifest(t *testing.T) {
 	for _, uncompressed := range []bool{false, true} {
 		t.Run(map[bool]string{false: "compressed", true: "uncompressed"}[uncompressed], func(t *testing.T) {
-			img := testImage()
+			img := testImage(t)
 			// A pulled Docker layer keeps its bytes but gets the OCI name.
-			docker := testLayer("docker", descriptor.Gzip)
+			docker := testDescriptor("docker", descriptor.Gzip)
 			docker.MediaType = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 			docker.Paths, docker.Blob = nil, "/nix/store/blob"
-			img.Layers = append(img.Layers, docker)
+			img.Layers = append(img.Layers, testLayer(t, docker))
+			served := img
+			if uncompressed {
+				served = Uncompressed(img)
+			}
 
-			m, config, err := Manifest(img, uncompressed)
+			m, config, err := Manifest(served)
 			if err != nil {
 				t.Fatalf("Manifest() error = %v", err)
 			}
 			cfg, _ := Config(img)
 			if string(cfg) != string(config) {
-				t.Errorf("Manifest() config differs from Config()")
+				t.Errorf("Manifest() config differs from Config() of the image as described: the config must not depend on how layers are served")
 			}
 			var got ocispec.Manifest
 			if err := json.Unmarshal(m, &got); err != nil {
@@ -158,14 +170,15 @@ func TestManifest(t *testing.T) {
 			}
 			var want []ocispec.Descriptor
 			for _, l := range img.Layers {
-				d := ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}
-				if l.Blob != "" {
-					d.MediaType = ocispec.MediaTypeImageLayerGzip
+				d := l.(layer.Describer).Descriptor()
+				od := ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+				if d.Blob != "" {
+					od.MediaType = ocispec.MediaTypeImageLayerGzip
 				}
 				if uncompressed {
-					d = ocispec.Descriptor{MediaType: "application/vnd.oci.image.layer.v1.tar", Digest: l.DiffID, Size: l.UncompressedSize}
+					od = ocispec.Descriptor{MediaType: "application/vnd.oci.image.layer.v1.tar", Digest: d.DiffID, Size: d.UncompressedSize}
 				}
-				want = append(want, d)
+				want = append(want, od)
 			}
 			if diff := cmp.Diff(want, got.Layers); diff != "" {
 				t.Errorf("Manifest() layers (-want +got):\n%s", diff)
@@ -173,40 +186,44 @@ func TestManifest(t *testing.T) {
 			if got.Annotations != nil {
 				t.Errorf("Manifest() annotations = %v, want none", got.Annotations)
 			}
-			d, err := ManifestDigest(img, uncompressed)
-			if err != nil || d != digest.FromBytes(m) {
-				t.Errorf("ManifestDigest() = %v, %v; want %v", d, err, digest.FromBytes(m))
-			}
-			cd, err := ConfigDigest(img)
-			if err != nil || cd != wantConfig.Digest {
-				t.Errorf("ConfigDigest() = %v, %v; want %v", cd, err, wantConfig.Digest)
-			}
 		})
 	}
 }
 
 func TestManifestErrors(t *testing.T) {
-	tests := []struct {
-		name   string
-		mutate func(*descriptor.Image)
-		is     error
-	}{
-		{"foreign", func(i *descriptor.Image) { i.Foreign = true }, ErrForeign},
-		{"no architecture", func(i *descriptor.Image) { i.Architecture = "" }, nil},
-		{"bad digest", func(i *descriptor.Image) { i.Layers[1].DiffID = "sha256:nothex" }, nil},
+	img := testImage(t)
+	img.Architecture = ""
+	if _, _, err := Manifest(img); err == nil || !strings.Contains(err.Error(), "architecture") {
+		t.Errorf("Manifest(no architecture) error = %v, want one about the architecture", err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			img := testImage()
-			tt.mutate(img)
-			_, _, err := Manifest(img, false)
-			if err == nil {
-				t.Fatal("Manifest() error = nil, want an error")
-			}
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("Manifest() error = %v, want %v", err, tt.is)
-			}
-		})
+	if _, _, err := Manifest(nil); err == nil {
+		t.Error("Manifest(nil) error = nil")
+	}
+}
+
+func TestDescriptorRoundTrip(t *testing.T) {
+	img := testImage(t)
+	file := filepath.Join(t.TempDir(), "image.json")
+	if err := Write(file, img); err != nil {
+		t.Fatalf("Write() = %v", err)
+	}
+	back, err := Load(context.Background(), file)
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	m1, _, err := Manifest(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, _, err := Manifest(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m1) != string(m2) {
+		t.Errorf("Load(Write()) gives manifest %s, want %s", m2, m1)
+	}
+	if err := Write(file, Uncompressed(img)); err == nil || !strings.Contains(err.Error(), "cannot be written") {
+		t.Errorf("Write(Uncompressed()) error = %v, want one saying a view cannot be written", err)
 	}
 }
 
@@ -257,87 +274,59 @@ func TestMergeConfig(t *testing.T) {
 	}
 }
 
-func writeJSON(t *testing.T, dir, name string, v any) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	var data []byte
-	switch v := v.(type) {
-	case string:
-		data = []byte(v)
-	default:
-		var err error
-		if data, err = json.Marshal(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestAssemble(t *testing.T) {
-	dir := t.TempDir()
-	base := &descriptor.Image{
+	base := &Image{
+		Name:         "base",
 		Architecture: "arm64",
 		OS:           "linux",
 		Config:       ocispec.ImageConfig{Env: []string{"PATH=/bin", "LANG=C"}, Cmd: []string{"sh"}, User: "nobody"},
-		Layers:       []descriptor.Layer{testLayer("base", descriptor.Gzip)},
+		Author:       "base author",
+		Layers:       []layer.Layer{testLayer(t, testDescriptor("base", descriptor.Gzip))},
 	}
-	basePath := filepath.Join(dir, "base.json")
-	if err := descriptor.Write(basePath, base); err != nil {
-		t.Fatal(err)
-	}
-	l1 := &descriptor.Layers{Layers: []descriptor.Layer{testLayer("a", descriptor.Gzip), testLayer("b", descriptor.Gzip)}}
-	l2 := &descriptor.Layers{Layers: []descriptor.Layer{testLayer("c", descriptor.Zstd)}}
-	l1Path, l2Path := filepath.Join(dir, "l1.json"), filepath.Join(dir, "l2.json")
-	for p, v := range map[string]*descriptor.Layers{l1Path: l1, l2Path: l2} {
-		if err := descriptor.Write(p, v); err != nil {
+	a, b := testLayer(t, testDescriptor("a", descriptor.Gzip)), testLayer(t, testDescriptor("b", descriptor.Zstd))
+	parse := func(s string) *ParsedConfig {
+		c, err := ParseConfig("test config", []byte(s))
+		if err != nil {
 			t.Fatal(err)
 		}
+		return c
 	}
-	plainCfg := writeJSON(t, dir, "plain.json", `{"Env":["LANG=C.UTF-8","X=1"],"Cmd":["/bin/app"],"Healthcheck":{"Test":["NONE"]}}`)
-	fullCfg := writeJSON(t, dir, "full.json", `{"architecture":"s390x","author":"A. U. Thor","config":{"Entrypoint":["/e"]},"rootfs":{"type":"layers","diff_ids":[]}}`)
-	caseCfg := writeJSON(t, dir, "case.json", `{"cmd":["x"]}`)
-	badCfg := writeJSON(t, dir, "bad.json", `{"Cmd":`)
-	listCfg := writeJSON(t, dir, "list.json", `["Cmd"]`)
-	badLayers := writeJSON(t, dir, "badlayers.json", `{"nixoci": 99, "layers": []}`)
 	now := time.Date(2030, 1, 2, 3, 4, 5, 600, time.UTC)
 
 	tests := []struct {
 		name    string
 		opts    AssembleOptions
-		check   func(t *testing.T, img *descriptor.Image)
+		check   func(t *testing.T, img *Image)
 		wantErr string // substring of the error; empty: no error
 	}{
 		{
 			name: "layers only",
-			opts: AssembleOptions{Name: "My/Image", Tag: "v1", Arch: "x86_64", Layers: []string{l1Path, l2Path}},
-			check: func(t *testing.T, img *descriptor.Image) {
-				want := &descriptor.Image{
-					Nixoci: descriptor.Version, Name: "my/image", Tag: "v1", Architecture: "amd64", OS: "linux",
-					Created: ptr(DefaultCreated()),
-					Layers:  append(append([]descriptor.Layer{}, l1.Layers...), l2.Layers...),
+			opts: AssembleOptions{Name: "My/Image", Tag: "v1", Arch: "x86_64", Layers: []layer.Layer{a, b}},
+			check: func(t *testing.T, img *Image) {
+				if img.Name != "my/image" || img.Tag != "v1" || img.Architecture != "amd64" || img.OS != "linux" || !img.Created.Equal(DefaultCreated()) {
+					t.Errorf("Assemble() = %s:%s %s/%s %v, want my/image:v1 linux/amd64 %v", img.Name, img.Tag, img.OS, img.Architecture, img.Created, DefaultCreated())
 				}
-				if diff := cmp.Diff(want, img); diff != "" {
-					t.Errorf("Assemble() (-want +got):\n%s", diff)
+				if len(img.Layers) != 2 || img.Layers[0] != a || img.Layers[1] != b {
+					t.Errorf("Assemble() layers = %v, want a, b", img.Layers)
 				}
 			},
 		},
 		{
 			name: "base image and plain config",
-			opts: AssembleOptions{Name: "x", FromImage: basePath, Config: plainCfg, Created: "now", Now: func() time.Time { return now }, Layers: []string{l2Path}},
-			check: func(t *testing.T, img *descriptor.Image) {
+			opts: AssembleOptions{Name: "x", Base: base, Config: parse(`{"Env":["LANG=C.UTF-8","X=1"],"Cmd":["/bin/app"],"Healthcheck":{"Test":["NONE"]}}`), Created: "now", Now: func() time.Time { return now }, Layers: []layer.Layer{b}},
+			check: func(t *testing.T, img *Image) {
 				if img.Architecture != "arm64" || img.OS != "linux" {
 					t.Errorf("Assemble() platform = %s/%s, want the base's linux/arm64", img.OS, img.Architecture)
 				}
-				wantLayers := []descriptor.Layer{base.Layers[0], l2.Layers[0]}
-				if diff := cmp.Diff(wantLayers, img.Layers); diff != "" {
-					t.Errorf("Assemble() layers (-want +got):\n%s", diff)
+				if len(img.Layers) != 2 || img.Layers[0] != base.Layers[0] || img.Layers[1] != b {
+					t.Errorf("Assemble() layers = %v, want the base's then b", img.Layers)
 				}
 				wantCfg := ocispec.ImageConfig{Env: []string{"PATH=/bin", "LANG=C.UTF-8", "X=1"}, Cmd: []string{"/bin/app"}, User: "nobody"}
 				if diff := cmp.Diff(wantCfg, img.Config); diff != "" {
 					t.Errorf("Assemble() config (-want +got):\n%s", diff)
+				}
+				if img.Author != "" {
+					t.Errorf("Assemble() author = %q, want none: a plain config has none, and the base's is not inherited", img.Author)
 				}
 				if want := now.Truncate(time.Second); img.Created == nil || !img.Created.Equal(want) {
 					t.Errorf("Assemble() created = %v, want %v", img.Created, want)
@@ -346,13 +335,13 @@ func TestAssemble(t *testing.T) {
 		},
 		{
 			name: "full image config",
-			opts: AssembleOptions{Name: "x", Arch: "aarch64", OS: "linux", Config: fullCfg, Created: "2001-02-03T04:05:06+01:00", Layers: []string{l1Path}},
-			check: func(t *testing.T, img *descriptor.Image) {
+			opts: AssembleOptions{Name: "x", Arch: "aarch64", OS: "linux", Config: parse(`{"architecture":"s390x","author":"A. U. Thor","config":{"Entrypoint":["/e"]},"rootfs":{"type":"layers","diff_ids":[]}}`), Created: "2001-02-03T04:05:06+01:00", Layers: []layer.Layer{a}},
+			check: func(t *testing.T, img *Image) {
 				if img.Author != "A. U. Thor" || len(img.Config.Entrypoint) != 1 || img.Config.Entrypoint[0] != "/e" {
 					t.Errorf("Assemble() author, entrypoint = %q, %q", img.Author, img.Config.Entrypoint)
 				}
 				if img.Architecture != "arm64" {
-					t.Errorf("Assemble() architecture = %q, want arm64 (flags win over the config file)", img.Architecture)
+					t.Errorf("Assemble() architecture = %q, want arm64 (the option wins over the config file)", img.Architecture)
 				}
 				if want := time.Date(2001, 2, 3, 3, 5, 6, 0, time.UTC); !img.Created.Equal(want) {
 					t.Errorf("Assemble() created = %v, want %v", img.Created, want)
@@ -360,23 +349,17 @@ func TestAssemble(t *testing.T) {
 			},
 		},
 		{
-			name: "inline config and arm",
-			opts: AssembleOptions{Name: "x", Arch: "armv6l", ConfigJSON: []byte(`{"WorkingDir":"/srv"}`), Layers: []string{l1Path}},
-			check: func(t *testing.T, img *descriptor.Image) {
+			name: "arm variant",
+			opts: AssembleOptions{Name: "x", Arch: "armv6l", Config: parse(`{"WorkingDir":"/srv"}`), Layers: []layer.Layer{a}},
+			check: func(t *testing.T, img *Image) {
 				if img.Architecture != "arm" || img.Variant != "v6" || img.Config.WorkingDir != "/srv" {
 					t.Errorf("Assemble() = %s/%s workdir %q, want arm/v6 /srv", img.Architecture, img.Variant, img.Config.WorkingDir)
 				}
 			},
 		},
-		{name: "no name", opts: AssembleOptions{Layers: []string{l1Path}}, wantErr: "--name"},
-		{name: "malformed config", opts: AssembleOptions{Name: "x", Config: badCfg, Layers: []string{l1Path}}, wantErr: badCfg},
-		{name: "config not an object", opts: AssembleOptions{Name: "x", Config: listCfg, Layers: []string{l1Path}}, wantErr: listCfg},
-		{name: "config key case", opts: AssembleOptions{Name: "x", Config: caseCfg, Layers: []string{l1Path}}, wantErr: `write it "Cmd"`},
-		{name: "missing config", opts: AssembleOptions{Name: "x", Config: filepath.Join(dir, "nope.json"), Layers: []string{l1Path}}, wantErr: "nope.json"},
-		{name: "bad layers version", opts: AssembleOptions{Name: "x", Layers: []string{l1Path, badLayers}}, wantErr: badLayers},
-		{name: "missing base", opts: AssembleOptions{Name: "x", FromImage: filepath.Join(dir, "nobase.json")}, wantErr: "nobase.json"},
-		{name: "bad created", opts: AssembleOptions{Name: "x", Created: "yesterday", Layers: []string{l1Path}}, wantErr: "yesterday"},
-		{name: "bad arch", opts: AssembleOptions{Name: "x", Arch: "vax", Layers: []string{l1Path}}, wantErr: `"vax"`},
+		{name: "no name", opts: AssembleOptions{Layers: []layer.Layer{a}}, wantErr: "no name"},
+		{name: "bad created", opts: AssembleOptions{Name: "x", Created: "yesterday", Layers: []layer.Layer{a}}, wantErr: "yesterday"},
+		{name: "bad arch", opts: AssembleOptions{Name: "x", Arch: "vax", Layers: []layer.Layer{a}}, wantErr: `"vax"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -393,38 +376,74 @@ func TestAssemble(t *testing.T) {
 			tt.check(t, img)
 			// The result must round-trip through the descriptor format and
 			// give a manifest.
-			data, err := descriptor.Marshal(img)
+			d, err := img.Descriptor()
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := descriptor.Marshal(d)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := descriptor.ParseImage("assembled", data); err != nil {
 				t.Errorf("ParseImage(Assemble()) error = %v", err)
 			}
-			if _, _, err := Manifest(img, false); err != nil {
+			if _, _, err := Manifest(img); err != nil {
 				t.Errorf("Manifest(Assemble()) error = %v", err)
 			}
 		})
 	}
 }
 
-func TestAssembleForeignBase(t *testing.T) {
-	dir := t.TempDir()
-	n2c := writeJSON(t, dir, "n2c.json", `{"version":1,"image-config":{"Env":["A=1"]},"arch":"amd64","layers":[{"digest":"sha256:`+strings.Repeat("a", 64)+`","size":1,"diff_ids":"sha256:`+strings.Repeat("b", 64)+`","mediatype":"application/vnd.oci.image.layer.v1.tar+gzip","paths":[{"path":"/nix/store/x"}]}]}`)
-	if _, err := Assemble(AssembleOptions{Name: "x", FromImage: n2c}); err == nil || !strings.Contains(err.Error(), n2c) {
-		t.Errorf("Assemble() without Rehash error = %v, want one naming %s", err, n2c)
-	}
-	fixed := fakeDigest("rehashed")
-	img, err := Assemble(AssembleOptions{Name: "x", FromImage: n2c, Rehash: func(i *descriptor.Image) error {
-		for k := range i.Layers {
-			i.Layers[k].DiffID = fixed
-		}
-		return nil
-	}})
+func TestParseConfig(t *testing.T) {
+	got, err := ParseConfig("plain", []byte(`{"Env":["A=1"],"Healthcheck":{"Test":["NONE"]},"Shell":["sh"]}`))
 	if err != nil {
-		t.Fatalf("Assemble() error = %v", err)
+		t.Fatalf("ParseConfig() = %v", err)
 	}
-	if img.Layers[0].DiffID != fixed || img.Config.Env[0] != "A=1" {
-		t.Errorf("Assemble() layer diffID, env = %v, %v; want rehashed and base env", img.Layers[0].DiffID, img.Config.Env)
+	if diff := cmp.Diff([]string{"Healthcheck", "Shell"}, got.Ignored); diff != "" {
+		t.Errorf("ParseConfig().Ignored (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct{ name, data, want string }{
+		{"malformed", `{"Cmd":`, "expected a JSON object"},
+		{"not an object", `["Cmd"]`, "expected a JSON object"},
+		{"key case", `{"cmd":["x"]}`, `write it "Cmd"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseConfig(tc.name, []byte(tc.data)); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.name) {
+				t.Errorf("ParseConfig(%s) error = %v, want one naming it", tc.data, err)
+			}
+		})
+	}
+}
+
+// TestLoadForeign checks that a nix2container image.json is described anew
+// when it is loaded: its store path layer gets this nixoci's digests.
+func TestLoadForeign(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "nix", "store", "aaaa-x")
+	if err := os.MkdirAll(filepath.Join(store, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(store, "bin", "x"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n2c := filepath.Join(dir, "n2c.json")
+	doc := `{"version":1,"image-config":{"Env":["A=1"]},"arch":"amd64","layers":[{"digest":"sha256:` + strings.Repeat("a", 64) + `","size":1,"diff_ids":"sha256:` + strings.Repeat("b", 64) + `","mediatype":"application/vnd.oci.image.layer.v1.tar+gzip","paths":[{"path":"` + store + `"}]}]}`
+	if err := os.WriteFile(n2c, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Load(context.Background(), n2c)
+	if err != nil {
+		t.Fatalf("Load(nix2container) = %v", err)
+	}
+	want, err := layer.Describe(context.Background(), layer.Spec{Paths: []descriptor.Path{{Path: store}}, Compression: descriptor.Gzip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(img.Layers) != 1 || img.Layers[0].DiffID() != want.DiffID() || img.Layers[0].Digest() != want.Digest() {
+		t.Errorf("Load(nix2container) layer = %v, want this nixoci's digests %s/%s", img.Layers, want.Digest(), want.DiffID())
+	}
+	if img.Config.Env[0] != "A=1" || img.Architecture != "amd64" {
+		t.Errorf("Load(nix2container) config, arch = %v, %s", img.Config, img.Architecture)
 	}
 }
 
@@ -445,5 +464,3 @@ func TestNormalizeArch(t *testing.T) {
 		t.Errorf("HostArch() = empty")
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -19,7 +19,7 @@ func BenchmarkDescribe(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.SetBytes(l.UncompressedSize)
+				b.SetBytes(l.UncompressedSize())
 			}
 		})
 	}
@@ -34,9 +34,9 @@ func BenchmarkOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(alg, func(b *testing.B) {
-			b.SetBytes(l.UncompressedSize)
+			b.SetBytes(l.UncompressedSize())
 			for b.Loop() {
-				r, err := layer.Open(ctx(b), l, false)
+				r, err := l.Compressed(ctx(b))
 				if err != nil {
 					b.Fatal(err)
 				}

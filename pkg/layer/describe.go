@@ -2,16 +2,13 @@ package layer
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
 
-	digest "github.com/opencontainers/go-digest"
-
+	"github.com/nixoci/nixoci/internal/parallel"
 	"github.com/nixoci/nixoci/pkg/compress"
 	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/tarstream"
@@ -30,31 +27,10 @@ type Spec struct {
 	History *descriptor.History
 	// TarFile, when set, also receives the uncompressed tar (written to a
 	// temporary file in the same directory, then renamed), and the layer is
-	// described by Tar = TarFile with no Paths: a non-reproducible layer.
+	// served from that file: a non-reproducible layer. It keeps the list of
+	// store paths it holds at their store location (StorePaths).
 	TarFile string
 }
-
-// Digester counts and sha256-hashes what is written to it: the digest and
-// size of a blob or tar as it streams past.
-type Digester struct {
-	h hash.Hash
-	n int64
-}
-
-// NewDigester returns an empty Digester.
-func NewDigester() *Digester { return &Digester{h: sha256.New()} }
-
-func (d *Digester) Write(p []byte) (int, error) {
-	d.h.Write(p)
-	d.n += int64(len(p))
-	return len(p), nil
-}
-
-// Digest is the sha256 digest of everything written so far.
-func (d *Digester) Digest() digest.Digest { return digest.NewDigest(digest.SHA256, d.h) }
-
-// Size is the number of bytes written so far.
-func (d *Digester) Size() int64 { return d.n }
 
 // sums computes a layer's digests from one pass over its tar: the tar is
 // written to Writer; Finish closes the compressor and fills the layer.
@@ -111,10 +87,18 @@ func (s *sums) finish(l *descriptor.Layer) error {
 	return nil
 }
 
-// Describe streams the layer's tar once and returns its descriptor: diff_id,
-// compressed digest, sizes, compressor identity and, per path, the share
-// digest and fingerprints.
-func Describe(ctx context.Context, spec Spec) (descriptor.Layer, error) {
+// Describe streams the layer's tar once and returns the layer it describes:
+// diff_id, compressed digest, sizes, compressor identity and, per path, the
+// share digest and fingerprints.
+func Describe(ctx context.Context, spec Spec) (Layer, error) {
+	d, err := describe(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return FromDescriptor(d)
+}
+
+func describe(ctx context.Context, spec Spec) (descriptor.Layer, error) {
 	var l descriptor.Layer
 	if len(spec.Paths) == 0 {
 		return l, errors.New("describing layer: no store paths given")
@@ -153,6 +137,12 @@ func Describe(ctx context.Context, spec Spec) (descriptor.Layer, error) {
 		}
 		tmp = nil
 		l.Tar = spec.TarFile
+		for _, p := range spec.Paths {
+			if p.Rewrite == nil {
+				l.StorePaths = append(l.StorePaths, p.Path)
+			}
+		}
+		l.StorePaths = sortedCopy(l.StorePaths)
 		return l, nil
 	}
 	l.Paths = make([]descriptor.Path, len(spec.Paths))
@@ -178,48 +168,50 @@ func closeInto(tmp *os.File, dst string) error {
 }
 
 // DescribeTar describes a stored uncompressed tar file as a layer served
-// from that file (Tar = tarPath), compressed with compression.
-func DescribeTar(ctx context.Context, tarPath, compression string, history *descriptor.History) (descriptor.Layer, error) {
+// from that file, compressed with compression.
+func DescribeTar(ctx context.Context, tarPath, compression string, history *descriptor.History) (Layer, error) {
 	var l descriptor.Layer
 	f, err := os.Open(tarPath)
 	if err != nil {
-		return l, fmt.Errorf("reading layer tar %s: %w", tarPath, err)
+		return nil, fmt.Errorf("reading layer tar %s: %w", tarPath, err)
 	}
 	defer f.Close()
 	s, err := newSums(compression, nil)
 	if err != nil {
-		return l, fmt.Errorf("describing layer tar %s: %w", tarPath, err)
+		return nil, fmt.Errorf("describing layer tar %s: %w", tarPath, err)
 	}
 	if _, err := copyContext(ctx, s.w, f); err != nil {
-		return l, fmt.Errorf("reading layer tar %s: %w", tarPath, err)
+		return nil, fmt.Errorf("reading layer tar %s: %w", tarPath, err)
 	}
 	if err := s.finish(&l); err != nil {
-		return l, err
+		return nil, err
 	}
 	l.Tar, l.History = tarPath, history
-	return l, nil
+	return FromDescriptor(l)
 }
 
-// copyContext copies r to w in 1 MiB chunks, stopping when ctx is done.
-func copyContext(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
-	buf := make([]byte, 1<<20)
-	var total int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, err
-		}
-		n, err := io.ReadFull(r, buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return total, werr
-			}
-			total += int64(n)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return total, nil
-		}
+// DescribeAll describes every spec on runtime.NumCPU() workers. Results are
+// in input order; the first error cancels the rest and is returned, and the
+// tar files of the specs that did finish are removed.
+func DescribeAll(ctx context.Context, specs []Spec) ([]Layer, error) {
+	out := make([]Layer, len(specs))
+	err := parallel.Do(ctx, len(specs), func(ctx context.Context, i int) error {
+		l, err := Describe(ctx, specs[i])
 		if err != nil {
-			return total, err
+			return fmt.Errorf("layer %d: %w", i, err)
 		}
+		out[i] = l
+		return nil
+	})
+	if err != nil {
+		// Leave nothing half-done: tars of the layers that did finish
+		// would describe a build that failed.
+		for i, l := range out {
+			if l != nil && specs[i].TarFile != "" {
+				os.Remove(specs[i].TarFile)
+			}
+		}
+		return nil, err
 	}
+	return out, nil
 }

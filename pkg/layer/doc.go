@@ -1,3 +1,4 @@
-// Package layer provides layer descriptors computed by streaming store paths
-// once, and the lazily streamed blob bytes those descriptors promise.
+// Package layer provides layers as values: each serves its digests and sizes
+// from its descriptor without reading anything, and its compressed or
+// uncompressed bytes lazily, from store paths, a stored tar or a stored blob.
 package layer

@@ -65,11 +65,16 @@ func mkStore(t testing.TB, n int, big int) []descriptor.Path {
 	return paths
 }
 
-func readAll(t testing.TB, l descriptor.Layer, uncompressed bool) []byte {
+// readAll reads l's blob, or its tar when uncompressed.
+func readAll(t testing.TB, l layer.Layer, uncompressed bool) []byte {
 	t.Helper()
-	r, err := layer.Open(ctx(t), l, uncompressed)
+	open := l.Compressed
+	if uncompressed {
+		open = l.Uncompressed
+	}
+	r, err := open(ctx(t))
 	if err != nil {
-		t.Fatalf("Open() = %v", err)
+		t.Fatalf("open = %v", err)
 	}
 	defer r.Close()
 	b, err := io.ReadAll(r)
@@ -79,17 +84,21 @@ func readAll(t testing.TB, l descriptor.Layer, uncompressed bool) []byte {
 	return b
 }
 
-func checkBlob(t *testing.T, l descriptor.Layer) {
+func checkBlob(t *testing.T, l layer.Layer) {
 	t.Helper()
 	blob := readAll(t, l, false)
-	if d := digest.FromBytes(blob); d != l.Digest || int64(len(blob)) != l.Size {
-		t.Errorf("Open(compressed) = %s (%d bytes), descriptor says %s (%d bytes)", d, len(blob), l.Digest, l.Size)
+	if d := digest.FromBytes(blob); d != l.Digest() || int64(len(blob)) != l.Size() {
+		t.Errorf("Compressed() = %s (%d bytes), layer says %s (%d bytes)", d, len(blob), l.Digest(), l.Size())
 	}
 	tarBytes := readAll(t, l, true)
-	if d := digest.FromBytes(tarBytes); d != l.DiffID || int64(len(tarBytes)) != l.UncompressedSize {
-		t.Errorf("Open(uncompressed) = %s (%d bytes), descriptor says %s (%d bytes)", d, len(tarBytes), l.DiffID, l.UncompressedSize)
+	if d := digest.FromBytes(tarBytes); d != l.DiffID() || int64(len(tarBytes)) != l.UncompressedSize() {
+		t.Errorf("Uncompressed() = %s (%d bytes), layer says %s (%d bytes)", d, len(tarBytes), l.DiffID(), l.UncompressedSize())
 	}
-	zr, err := compress.NewReader(descriptor.AlgorithmOf(l.MediaType), bytes.NewReader(blob))
+	u := layer.Uncompressed(l)
+	if u.Digest() != l.DiffID() || u.Size() != l.UncompressedSize() || !bytes.Equal(readAll(t, u, false), tarBytes) {
+		t.Errorf("Uncompressed(l) = %s/%d, want the tar %s/%d", u.Digest(), u.Size(), l.DiffID(), l.UncompressedSize())
+	}
+	zr, err := compress.NewReader(descriptor.AlgorithmOf(l.MediaType()), bytes.NewReader(blob))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,10 +116,11 @@ func TestDescribeOpen(t *testing.T) {
 	history := &descriptor.History{CreatedBy: "test"}
 	for _, alg := range []string{descriptor.Gzip, descriptor.Zstd, descriptor.None, ""} {
 		t.Run(alg, func(t *testing.T) {
-			l, err := layer.Describe(ctx(t), layer.Spec{Paths: paths, Compression: alg, History: history})
+			lv, err := layer.Describe(ctx(t), layer.Spec{Paths: paths, Compression: alg, History: history})
 			if err != nil {
 				t.Fatalf("Describe() = %v", err)
 			}
+			l := lv.(layer.Describer).Descriptor()
 			want := alg
 			if want == "" {
 				want = layer.DefaultCompression
@@ -125,7 +135,7 @@ func TestDescribeOpen(t *testing.T) {
 			if alg == descriptor.None && (l.Digest != l.DiffID || l.Size != l.UncompressedSize) {
 				t.Errorf("none: digest %s size %d, want the diff_id %s and size %d", l.Digest, l.Size, l.DiffID, l.UncompressedSize)
 			}
-			checkBlob(t, l)
+			checkBlob(t, lv)
 			// Per-path shares are tarstream's.
 			var buf bytes.Buffer
 			shares, err := tarstream.Write(ctx(t), &buf, paths)
@@ -147,23 +157,38 @@ func TestDescribeOpen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(l, again); diff != "" {
+			if diff := cmp.Diff(l, again.(layer.Describer).Descriptor()); diff != "" {
 				t.Errorf("second Describe() differs (-first +second):\n%s", diff)
 			}
 		})
 	}
 }
 
+// desc is the descriptor of a layer made by Describe.
+func desc(l layer.Layer) descriptor.Layer { return l.(layer.Describer).Descriptor() }
+
 func TestTarFile(t *testing.T) {
 	paths := mkStore(t, 3, 50<<10)
 	dir := t.TempDir()
 	tarFile := filepath.Join(dir, "layer.tar")
-	l, err := layer.Describe(ctx(t), layer.Spec{Paths: paths, Compression: descriptor.Zstd, TarFile: tarFile})
+	lv, err := layer.Describe(ctx(t), layer.Spec{Paths: append(paths, descriptor.Path{Path: paths[0].Path, Rewrite: &descriptor.Rewrite{Regex: "^" + paths[0].Path, Repl: "/copy"}}), Compression: descriptor.Zstd, TarFile: tarFile})
 	if err != nil {
 		t.Fatalf("Describe(TarFile) = %v", err)
 	}
+	l := desc(lv)
 	if l.Tar != tarFile || l.Paths != nil {
 		t.Errorf("Describe(TarFile) tar %q paths %v, want %q and none", l.Tar, l.Paths, tarFile)
+	}
+	// A tar layer keeps the store paths it holds at their store location.
+	var want []string
+	for _, p := range paths {
+		want = append(want, p.Path)
+	}
+	if diff := cmp.Diff(want, l.StorePaths); diff != "" {
+		t.Errorf("Describe(TarFile) store paths (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]bool{paths[0].Path: true, paths[1].Path: true, paths[2].Path: true}, layer.StorePaths(lv)); diff != "" {
+		t.Errorf("StorePaths(tar layer) (-want +got):\n%s", diff)
 	}
 	data, err := os.ReadFile(tarFile)
 	if err != nil {
@@ -172,20 +197,13 @@ func TestTarFile(t *testing.T) {
 	if digest.FromBytes(data) != l.DiffID {
 		t.Errorf("tar file digest %s, want diff_id %s", digest.FromBytes(data), l.DiffID)
 	}
-	checkBlob(t, l)
-	fromPaths, err := layer.Describe(ctx(t), layer.Spec{Paths: paths, Compression: descriptor.Zstd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fromPaths.Digest != l.Digest || fromPaths.DiffID != l.DiffID {
-		t.Errorf("the tar file layer has digests %s/%s, the paths layer %s/%s", l.Digest, l.DiffID, fromPaths.Digest, fromPaths.DiffID)
-	}
+	checkBlob(t, lv)
 	again, err := layer.DescribeTar(ctx(t), tarFile, descriptor.Zstd, nil)
 	if err != nil {
 		t.Fatalf("DescribeTar() = %v", err)
 	}
-	if diff := cmp.Diff(l, again); diff != "" {
-		t.Errorf("DescribeTar() differs from Describe(TarFile) (-want +got):\n%s", diff)
+	if a := desc(again); a.Digest != l.Digest || a.DiffID != l.DiffID || a.Tar != tarFile {
+		t.Errorf("DescribeTar() = %+v, want the digests of Describe(TarFile) %+v", a, l)
 	}
 	// A failed describe leaves nothing behind.
 	bad := filepath.Join(dir, "bad.tar")
@@ -201,23 +219,62 @@ func TestTarFile(t *testing.T) {
 		}
 		t.Errorf("directory holds %v, want only layer.tar", names)
 	}
+	// A tar that changed since it was described fails the read, naming it.
+	if err := os.Chmod(tarFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tarFile, append(data[:len(data)-1], 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, open := range []func(context.Context) (io.ReadCloser, error){lv.Compressed, lv.Uncompressed} {
+		r, err := open(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.ReadAll(r)
+		r.Close()
+		if !errors.Is(err, layer.ErrMismatch) || !strings.Contains(err.Error(), tarFile) {
+			t.Errorf("reading a changed tar = %v, want ErrMismatch naming %s", err, tarFile)
+		}
+	}
 }
 
 func TestBlob(t *testing.T) {
 	paths := mkStore(t, 2, 10<<10)
 	for _, alg := range []string{descriptor.Gzip, descriptor.Zstd, descriptor.None} {
 		t.Run(alg, func(t *testing.T) {
-			l, err := layer.Describe(ctx(t), layer.Spec{Paths: paths, Compression: alg})
+			lv, err := layer.Describe(ctx(t), layer.Spec{Paths: paths, Compression: alg})
 			if err != nil {
 				t.Fatal(err)
 			}
 			blobFile := filepath.Join(t.TempDir(), "blob")
-			if err := os.WriteFile(blobFile, readAll(t, l, false), 0o644); err != nil {
+			blob := readAll(t, lv, false)
+			if err := os.WriteFile(blobFile, blob, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			bl := l
+			bl := desc(lv)
 			bl.Paths, bl.Blob = nil, blobFile
-			checkBlob(t, bl)
+			b, err := layer.FromDescriptor(bl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkBlob(t, b)
+			if err := layer.Reproducible(b); err != nil {
+				t.Errorf("Reproducible(blob) = %v, want nil: a blob is served as stored", err)
+			}
+			// A blob that changed fails the read, naming the file.
+			if err := os.WriteFile(blobFile, append(blob[:len(blob):len(blob)], 0), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := b.Compressed(ctx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = io.ReadAll(r)
+			r.Close()
+			if !errors.Is(err, layer.ErrMismatch) || !strings.Contains(err.Error(), blobFile) {
+				t.Errorf("reading a changed blob = %v, want ErrMismatch naming %s", err, blobFile)
+			}
 		})
 	}
 }
@@ -229,7 +286,7 @@ func TestOpenErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := layer.Open(ctx(t), l, false)
+	r, err := l.Compressed(ctx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,8 +304,13 @@ func TestOpenErrors(t *testing.T) {
 		t.Errorf("reading after a file vanished = %v, want ErrChanged naming the file and store path", err)
 	}
 
-	gone := descriptor.Layer{Digest: l.Digest, Compressor: l.Compressor, Paths: []descriptor.Path{{Path: filepath.Join(t.TempDir(), "gone")}}}
-	r2, err := layer.Open(ctx(t), gone, false)
+	gone := desc(l)
+	gone.Paths = []descriptor.Path{{Path: filepath.Join(t.TempDir(), "gone")}}
+	g, err := layer.FromDescriptor(gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := g.Compressed(ctx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,11 +318,56 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := io.ReadAll(r2); !errors.Is(err, tarstream.ErrMissingPath) {
 		t.Errorf("reading a layer of a missing path = %v, want ErrMissingPath", err)
 	}
-	if _, err := layer.Open(ctx(t), descriptor.Layer{Tar: filepath.Join(t.TempDir(), "x.tar")}, false); err == nil || !strings.Contains(err.Error(), "x.tar") {
-		t.Errorf("Open(missing tar) = %v, want an error naming it", err)
+	missingTar := desc(l)
+	missingTar.Paths, missingTar.Tar = nil, filepath.Join(t.TempDir(), "x.tar")
+	mt, err := layer.FromDescriptor(missingTar)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := layer.Open(ctx(t), descriptor.Layer{}, false); err == nil {
-		t.Error("Open(empty layer) = nil error")
+	if _, err := mt.Uncompressed(ctx(t)); err == nil || !strings.Contains(err.Error(), "x.tar") {
+		t.Errorf("Uncompressed(missing tar) = %v, want an error naming it", err)
+	}
+	if _, err := layer.FromDescriptor(descriptor.Layer{Digest: l.Digest(), DiffID: l.DiffID()}); err == nil {
+		t.Error("FromDescriptor(no source) = nil error")
+	}
+}
+
+// TestDrift checks that a store file changed after the build fails the
+// stream before its end, naming the store path and the file.
+func TestDrift(t *testing.T) {
+	for _, alg := range []string{descriptor.Gzip, descriptor.None} {
+		t.Run(alg, func(t *testing.T) {
+			paths := mkStore(t, 3, 20<<10)
+			l, err := layer.Describe(ctx(t), layer.Spec{Paths: paths, Compression: alg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			victim := filepath.Join(paths[1].Path, "share", "doc", "README")
+			data, err := os.ReadFile(victim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[0] ^= 0xff // same size, other bytes
+			if err := os.WriteFile(victim, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := l.Compressed(ctx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			var m *layer.MismatchError
+			if !errors.As(err, &m) || m.Path != paths[1].Path || !strings.HasSuffix(m.File, "share/doc/README") {
+				t.Fatalf("reading a drifted layer = %v, want a MismatchError naming %s and share/doc/README", err, paths[1].Path)
+			}
+			if !strings.Contains(err.Error(), "nixoci verify") {
+				t.Errorf("error %q does not say what to do", err)
+			}
+			if int64(len(got)) >= l.Size() {
+				t.Errorf("the drifted stream delivered %d bytes of %d: it must end before the whole blob", len(got), l.Size())
+			}
+		})
 	}
 }
 
@@ -273,7 +380,7 @@ func TestOpenCloseEarly(t *testing.T) {
 	}
 	before := runtime.NumGoroutine()
 	for range 5 {
-		r, err := layer.Open(ctx(t), l, false)
+		r, err := l.Compressed(ctx(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,7 +415,7 @@ func TestDescribeAll(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, got[i]); diff != "" {
+		if diff := cmp.Diff(desc(want), desc(got[i])); diff != "" {
 			t.Errorf("layer %d (-Describe +DescribeAll):\n%s", i, diff)
 		}
 	}
@@ -345,7 +452,9 @@ func TestDescribeAllRemovesTarsOnFailure(t *testing.T) {
 	}
 }
 
-func TestRehash(t *testing.T) {
+// TestLoadForeign checks that layers described by nix2container are
+// described anew by Load, and that other layers load as they are.
+func TestLoadForeign(t *testing.T) {
 	paths := mkStore(t, 4, 20<<10)
 	want0, err := layer.Describe(ctx(t), layer.Spec{Paths: paths[:2], Compression: descriptor.Gzip})
 	if err != nil {
@@ -360,36 +469,42 @@ func TestRehash(t *testing.T) {
 	if err := os.WriteFile(blobFile, readAll(t, want0, false), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want2 := want0
+	want2 := desc(want0)
 	want2.Paths, want2.Blob = nil, blobFile
+	want2.Compressor.Library = descriptor.Nix2ContainerLibrary
 
 	bogus := digest.FromString("from another tar writer")
 	foreign := func(l descriptor.Layer) descriptor.Layer {
 		l.Digest, l.DiffID, l.UncompressedSize = bogus, bogus, 0
-		l.Compressor = descriptor.Compressor{Algorithm: l.Compressor.Algorithm, Library: "nix2container"}
+		l.Compressor = descriptor.Compressor{Algorithm: l.Compressor.Algorithm, Library: descriptor.Nix2ContainerLibrary}
 		l.Paths = append([]descriptor.Path(nil), l.Paths...)
 		for i := range l.Paths {
 			l.Paths[i].Digest, l.Paths[i].Fingerprints = "", ""
 		}
+		l.StorePaths = nil
 		return l
 	}
-	in0 := foreign(want0)
 	in2 := want2
 	in2.DiffID, in2.UncompressedSize = "", 0
-	img := &descriptor.Image{Architecture: "amd64", OS: "linux", Foreign: true, Layers: []descriptor.Layer{in0, foreign(want1), in2}}
-	if err := layer.Rehash(ctx(t), img); err != nil {
-		t.Fatalf("Rehash() = %v", err)
+	got, err := layer.LoadAll(ctx(t), []descriptor.Layer{foreign(desc(want0)), foreign(desc(want1)), in2})
+	if err != nil {
+		t.Fatalf("LoadAll() = %v", err)
 	}
-	if diff := cmp.Diff([]descriptor.Layer{want0, want1, want2}, img.Layers); diff != "" {
-		t.Errorf("Rehash() layers (-want +got):\n%s", diff)
+	w1 := desc(want1)
+	w1.StorePaths = nil // nix2container's tar lists no store paths
+	if diff := cmp.Diff([]descriptor.Layer{desc(want0), w1, want2}, []descriptor.Layer{desc(got[0]), desc(got[1]), desc(got[2])}); diff != "" {
+		t.Errorf("LoadAll() layers (-want +got):\n%s", diff)
 	}
-	if img.Foreign {
-		t.Error("Rehash() left Foreign set")
+	in2.Digest = bogus
+	if _, err := layer.Load(ctx(t), in2); err == nil || !strings.Contains(err.Error(), blobFile) {
+		t.Errorf("Load(blob with a wrong digest) = %v, want an error naming the blob", err)
 	}
-	img.Layers[2].Digest = bogus
-	img.Layers[2].DiffID = ""
-	if err := layer.Rehash(ctx(t), img); err == nil || !strings.Contains(err.Error(), blobFile) {
-		t.Errorf("Rehash(blob with a wrong digest) = %v, want an error naming the blob", err)
+	// A layer of nixoci's own loads as described, unread.
+	own := desc(want0)
+	own.Digest = bogus
+	l, err := layer.Load(ctx(t), own)
+	if err != nil || l.Digest() != bogus {
+		t.Errorf("Load(own layer) = %v, %v; want it as described", l, err)
 	}
 }
 
@@ -403,7 +518,29 @@ func TestShareMatchesSha(t *testing.T) {
 	}
 	tarBytes := readAll(t, l, true)
 	sum := sha256.Sum256(tarBytes[:len(tarBytes)-1024])
-	if want := digest.NewDigestFromBytes(digest.SHA256, sum[:]); l.Paths[0].Digest != want {
-		t.Errorf("share = %s, want %s", l.Paths[0].Digest, want)
+	if want := digest.NewDigestFromBytes(digest.SHA256, sum[:]); desc(l).Paths[0].Digest != want {
+		t.Errorf("share = %s, want %s", desc(l).Paths[0].Digest, want)
+	}
+}
+
+// TestReproducible checks the compressor identity check behind serving a
+// layer's compressed blob.
+func TestReproducible(t *testing.T) {
+	paths := mkStore(t, 1, 1000)
+	l, err := layer.Describe(ctx(t), layer.Spec{Paths: paths, Compression: descriptor.Gzip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layer.Reproducible(l); err != nil {
+		t.Errorf("Reproducible(own gzip layer) = %v", err)
+	}
+	other := desc(l)
+	other.Compressor.Library = "github.com/klauspost/compress@v0.0.1"
+	o, err := layer.FromDescriptor(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layer.Reproducible(o); err == nil || !strings.Contains(err.Error(), "v0.0.1") {
+		t.Errorf("Reproducible(other library) = %v, want an error naming it", err)
 	}
 }

@@ -8,6 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixoci/nixoci/internal/logs"
 )
 
 // AttrsFileName is the file Nix writes a derivation's structured attributes
@@ -21,6 +25,9 @@ const AttrsFileName = ".attrs.json"
 type Attrs struct {
 	// File is where the attributes were read from.
 	File string
+	// Log receives the builder's notes and warnings (Nix shows them in the
+	// build log). Default: discarded.
+	Log  logrus.FieldLogger
 	data []byte
 	raw  map[string]json.RawMessage
 }
@@ -66,7 +73,7 @@ func ParseAttrs(name string, data []byte) (*Attrs, error) {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("parsing derivation attributes %s: %w", name, err)
 	}
-	return &Attrs{File: name, data: data, raw: raw}, nil
+	return &Attrs{File: name, Log: logs.Discard(), data: data, raw: raw}, nil
 }
 
 // Decode decodes the attributes into v, a pointer to a struct whose json

@@ -6,13 +6,17 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixoci/nixoci/internal/logs"
 )
 
 // builders are the derivation kinds, by the name the Nix library passes
 // as `nixoci nix-build <kind>`.
 func builders() map[string]func(ctx context.Context, a *Attrs, tmp string) error {
 	return map[string]func(ctx context.Context, a *Attrs, tmp string) error{
-		"layers":              func(ctx context.Context, a *Attrs, _ string) error { return buildLayers(ctx, a) },
+		"layers":              buildLayers,
 		"image":               buildImage,
 		"write-script":        func(_ context.Context, a *Attrs, _ string) error { return writeScript(a) },
 		"pull":                pullToDir,
@@ -34,8 +38,9 @@ func Kinds() []string {
 }
 
 // Run builds the derivation of the given kind whose structured attributes
-// are in attrsFile, writing its outputs; tmp is scratch space.
-func Run(ctx context.Context, kind, attrsFile, tmp string) error {
+// are in attrsFile, writing its outputs; tmp is scratch space, and log
+// (nil: discarded) receives notes for the build log.
+func Run(ctx context.Context, kind, attrsFile, tmp string, log logrus.FieldLogger) error {
 	build, ok := builders()[kind]
 	if !ok {
 		return fmt.Errorf("unknown derivation kind %q: expected one of %s (is the nix/ library from the same nixoci version?)", kind, strings.Join(Kinds(), ", "))
@@ -44,6 +49,7 @@ func Run(ctx context.Context, kind, attrsFile, tmp string) error {
 	if err != nil {
 		return err
 	}
+	a.Log = logs.Or(log)
 	if tmp == "" {
 		tmp = os.TempDir()
 	}

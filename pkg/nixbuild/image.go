@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
+	"sort"
 
+	"github.com/nixoci/nixoci/pkg/build"
 	"github.com/nixoci/nixoci/pkg/closure"
 	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/layer"
+	"github.com/nixoci/nixoci/pkg/nixdb"
 )
 
 // imageAttrs are buildImage's attributes (nix/image.nix).
@@ -36,6 +38,10 @@ type imageAttrs struct {
 	NixStore              *string  `json:"nixStore"`
 }
 
+// layerGraphKey is the exportReferencesGraph key holding the closure of the
+// buildLayer outputs, whose path infos register the paths those layers hold.
+const layerGraphKey = "layerClosure"
+
 // buildImage writes the image descriptor to $out: the base image's layers,
 // the buildLayer layers, the layers planned from the config's and
 // copyToRoot's closure (leaving out what the layers below hold) and, with
@@ -50,101 +56,116 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 	if err != nil {
 		return err
 	}
-	below, err := loadLayerDirs(ia.Layers)
+	below, err := loadLayerDirs(ctx, ia.Layers)
 	if err != nil {
 		return err
 	}
-	history := &descriptor.History{CreatedBy: "nixoci buildImage"}
-	roots := append(append([]string(nil), ia.ConfigPaths...), ia.CopyToRoot...)
-	plan, err := closure.Plan(g, closure.PlanOptions{
+	own, err := build.Layers(ctx, g, build.Options{
 		MaxLayers:  ia.MaxLayers,
-		Roots:      roots,
+		Roots:      append(append([]string(nil), ia.ConfigPaths...), ia.CopyToRoot...),
 		CopyToRoot: ia.CopyToRoot,
 		// The config refers to its paths under /nix/store, copyToRoot
 		// ones included.
 		KeepInStore: ia.ConfigPaths,
-		Exclude:     below.storePaths,
 		Perms:       ia.Perms,
+		Below:       below,
+		StoreOwner:  &build.Owner{UID: ia.NixUID, GID: ia.NixGID},
+		Compression: ia.Compression,
+		History:     &descriptor.History{CreatedBy: "nixoci buildImage"},
+		Log:         a.Log,
 	})
-	if err != nil {
-		return fmt.Errorf("planning layers: %w", err)
-	}
-	if ia.NixUID != 0 || ia.NixGID != 0 {
-		chownStorePaths(plan, ia.NixUID, ia.NixGID)
-	}
-	specs := make([]layer.Spec, len(plan))
-	for i, paths := range plan {
-		specs[i] = layer.Spec{Paths: paths, Compression: ia.Compression, History: history}
-	}
-	own, err := layer.DescribeAll(ctx, specs)
 	if err != nil {
 		return err
 	}
-	layerFiles := make([]string, 0, len(ia.Layers)+2)
-	for _, l := range ia.Layers {
-		layerFiles = append(layerFiles, layersFile(l))
-	}
-	if len(own) > 0 {
-		f := filepath.Join(tmp, "image-layers.json")
-		if err := descriptor.Write(f, &descriptor.Layers{Layers: own}); err != nil {
-			return err
-		}
-		layerFiles = append(layerFiles, f)
-	}
+	layers := append(below, own...)
 	if ia.InitializeNixDatabase {
-		inStore := map[string]bool{}
-		for p := range below.storePaths {
-			inStore[p] = true
-		}
-		for _, p := range planStorePaths(plan) {
-			inStore[p] = true
-		}
-		f, err := nixDatabaseLayer(ctx, a, &ia, tmp, sortedKeys(inStore))
+		db, err := nixDatabaseLayer(ctx, a, &ia, tmp, layers)
 		if err != nil {
 			return err
 		}
-		layerFiles = append(layerFiles, f)
+		layers = append(layers, db)
 	}
 
-	tag := HashPart(out)
-	if ia.ImageTag != nil && *ia.ImageTag != "" {
+	var base *image.Image
+	if ia.FromImage != nil {
+		if base, err = image.Load(ctx, *ia.FromImage); err != nil {
+			return fmt.Errorf("loading base image: %w", err)
+		}
+	}
+	var cfg *image.ParsedConfig
+	if len(ia.Config) > 0 {
+		if cfg, err = image.ParseConfig("the config attribute", ia.Config); err != nil {
+			return err
+		}
+		warnIgnored(a, cfg)
+	}
+	tag := ""
+	if ia.ImageTag != nil {
 		tag = *ia.ImageTag
 	}
-	opts := image.AssembleOptions{
-		Name:       ia.ImageName,
-		Tag:        tag,
-		ConfigJSON: ia.Config,
-		Arch:       ia.Arch,
-		OS:         ia.OS,
-		Variant:    ia.Variant,
-		Created:    ia.Created,
-		Rehash:     func(img *descriptor.Image) error { return layer.Rehash(ctx, img) },
-		Layers:     layerFiles,
-	}
-	if ia.FromImage != nil {
-		opts.FromImage = *ia.FromImage
-	}
-	img, err := image.Assemble(opts)
+	img, err := image.Assemble(image.AssembleOptions{
+		Name:    ia.ImageName,
+		Tag:     tag,
+		Base:    base,
+		Layers:  layers,
+		Config:  cfg,
+		Arch:    ia.Arch,
+		OS:      ia.OS,
+		Variant: ia.Variant,
+		Created: ia.Created,
+		Log:     a.Log,
+	})
 	if err != nil {
 		return err
 	}
 	if ia.Author != nil && *ia.Author != "" {
 		img.Author = *ia.Author
 	}
-	return descriptor.Write(out, img)
+	return image.Write(out, img)
 }
 
-// chownStorePaths makes uid:gid the owner of every entry of the paths put
-// at their store location (nixUid/nixGid).
-func chownStorePaths(plan [][]descriptor.Path, uid, gid int) {
-	for _, l := range plan {
-		for i := range l {
-			if l[i].Rewrite != nil {
-				continue
-			}
-			u, g := uid, gid
-			// First, so that the image's own perms entries still apply.
-			l[i].Perms = append([]descriptor.Perm{{Regex: ".*", UID: &u, GID: &g}}, l[i].Perms...)
-		}
+// warnIgnored says which config keys are not OCI image config fields.
+func warnIgnored(a *Attrs, cfg *image.ParsedConfig) {
+	if len(cfg.Ignored) > 0 {
+		a.Log.Warnf("config: ignoring keys that are not OCI image config fields: %v", cfg.Ignored)
 	}
+}
+
+// nixDatabaseLayer writes a Nix database registering exactly the store
+// paths that layers hold under /nix/store to the "db" output, and returns
+// the layer of that output relocated to "/".
+func nixDatabaseLayer(ctx context.Context, a *Attrs, ia *imageAttrs, tmp string, layers []layer.Layer) (layer.Layer, error) {
+	if ia.NixStore == nil || *ia.NixStore == "" {
+		return nil, fmt.Errorf("initializeNixDatabase: no nix-store given: pass `nix` (or `pkgs`) when importing nixoci's nix/ library")
+	}
+	dbOut, err := a.Output("db")
+	if err != nil {
+		return nil, err
+	}
+	own, err := graph(a, graphKey)
+	if err != nil {
+		return nil, err
+	}
+	lower, err := graph(a, layerGraphKey)
+	if err != nil {
+		return nil, err
+	}
+	g, err := closure.Merge(own, lower)
+	if err != nil {
+		return nil, err
+	}
+	set := layer.StorePaths(layers...)
+	paths := make([]string, 0, len(set))
+	for p := range set {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	if err := nixdb.Write(ctx, nixdb.Options{NixStore: *ia.NixStore, Graph: g, Paths: paths, Scratch: tmp, Out: dbOut, Log: a.Log}); err != nil {
+		return nil, fmt.Errorf("initializeNixDatabase: %w", err)
+	}
+	return layer.Describe(ctx, layer.Spec{
+		Paths:       []descriptor.Path{nixdb.LayerPath(dbOut, ia.NixUID, ia.NixGID)},
+		Compression: ia.Compression,
+		History:     &descriptor.History{CreatedBy: "nixoci buildImage (initializeNixDatabase)"},
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/publish"
 	"github.com/nixoci/nixoci/pkg/pull"
+	"github.com/nixoci/nixoci/pkg/registry"
 )
 
 // pullAttrs are pullImage's attributes (nix/pull.nix).
@@ -38,7 +39,7 @@ func pullToDir(ctx context.Context, a *Attrs, tmp string) error {
 	}
 	cache := filepath.Join(tmp, "blob-info-cache")
 	ref := "docker://" + pa.ImageName + "@" + pa.ImageDigest.String()
-	data, _, err := GetManifest(ctx, ref, RegistryOptions{TLSVerify: pa.TLSVerify, OS: pa.OS, Arch: pa.Arch, Variant: pa.Variant, BlobInfoCacheDir: cache})
+	data, _, err := registry.GetManifest(ctx, ref, registry.Options{TLSVerify: pa.TLSVerify, OS: pa.OS, Arch: pa.Arch, Variant: pa.Variant, BlobInfoCacheDir: cache})
 	if err != nil {
 		return err
 	}
@@ -73,19 +74,19 @@ type describeAttrs struct {
 	Variant   string                   `json:"variant"`
 }
 
-func (da describeAttrs) options() pull.Options {
-	return pull.Options{OS: da.OS, Arch: da.Arch, Variant: da.Variant, Name: da.ImageName, Tag: da.ImageTag}
+func (da describeAttrs) options(a *Attrs) pull.Options {
+	return pull.Options{OS: da.OS, Arch: da.Arch, Variant: da.Variant, Name: da.ImageName, Tag: da.ImageTag, Log: a.Log}
 }
 
 // imageFromDir writes the descriptor of the dir: layout pullImage fetched
 // to $out, as `nixoci image-from-dir` does.
-func imageFromDir(_ context.Context, a *Attrs, _ string) error {
+func imageFromDir(ctx context.Context, a *Attrs, _ string) error {
 	var da describeAttrs
 	out, err := a.DecodeOut(&da)
 	if err != nil {
 		return err
 	}
-	img, err := pull.FromDir(da.Dir, da.options())
+	img, err := pull.FromDir(ctx, da.Dir, da.options(a))
 	if err != nil {
 		return err
 	}
@@ -94,13 +95,13 @@ func imageFromDir(_ context.Context, a *Attrs, _ string) error {
 
 // imageFromManifest writes the descriptor of a manifest file and its
 // fetched blobs to $out, as `nixoci image-from-manifest` does.
-func imageFromManifest(_ context.Context, a *Attrs, _ string) error {
+func imageFromManifest(ctx context.Context, a *Attrs, _ string) error {
 	var da describeAttrs
 	out, err := a.DecodeOut(&da)
 	if err != nil {
 		return err
 	}
-	img, err := pull.FromManifest(da.Manifest, da.Blobs, da.options())
+	img, err := pull.FromManifest(ctx, da.Manifest, da.Blobs, da.options(a))
 	if err != nil {
 		return err
 	}

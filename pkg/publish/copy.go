@@ -52,7 +52,7 @@ func Copy(ctx context.Context, src, dest string, opts Options) error {
 	}
 	defer policy.Destroy()
 
-	if srcRef, err = sourceFor(srcRef, destRef.Transport().Name()); err != nil {
+	if srcRef, err = SourceFor(srcRef, destRef.Transport().Name()); err != nil {
 		return err
 	}
 	if srcRef.Transport().Name() == nix.Transport.Name() && destRef.Transport().Name() == "docker-daemon" {
@@ -97,10 +97,11 @@ func Copy(ctx context.Context, src, dest string, opts Options) error {
 	return nil
 }
 
-// sourceFor returns the reference to read src through when copying to a
+// SourceFor returns the reference to read src through when copying to a
 // destination of transport destTransport: a nix: source is served
-// uncompressed to destinations storing plain tars.
-func sourceFor(src types.ImageReference, destTransport string) (types.ImageReference, error) {
+// uncompressed to destinations storing plain tars. `nixoci inspect --dest`
+// shows what that reference serves.
+func SourceFor(src types.ImageReference, destTransport string) (types.ImageReference, error) {
 	if src.Transport().Name() != nix.Transport.Name() || !uncompressedDestinations[destTransport] {
 		return src, nil
 	}

@@ -267,12 +267,12 @@ func TestSourceFor(t *testing.T) {
 		{"oci-archive", false},
 	} {
 		t.Run(tc.dest, func(t *testing.T) {
-			got, err := sourceFor(src, tc.dest)
+			got, err := SourceFor(src, tc.dest)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if u := strings.HasSuffix(got.StringWithinTransport(), ":uncompressed"); u != tc.uncompressed {
-				t.Errorf("sourceFor(%s) = %s, want uncompressed=%v", tc.dest, got.StringWithinTransport(), tc.uncompressed)
+				t.Errorf("SourceFor(%s) = %s, want uncompressed=%v", tc.dest, got.StringWithinTransport(), tc.uncompressed)
 			}
 		})
 	}

@@ -59,7 +59,7 @@ func writeImage(t *testing.T, dir, compression string, cmd []string, paths ...de
 		if err != nil {
 			t.Fatalf("layer.Describe(%s) = %v", p.Path, err)
 		}
-		img.Layers = append(img.Layers, l)
+		img.Layers = append(img.Layers, l.(layer.Describer).Descriptor())
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

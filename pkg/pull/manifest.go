@@ -1,7 +1,6 @@
 package pull
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,104 +9,88 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/types"
 )
-
-// anyManifest holds the fields that tell manifests and indexes apart.
-type anyManifest struct {
-	SchemaVersion int                  `json:"schemaVersion"`
-	MediaType     string               `json:"mediaType"`
-	Config        *ocispec.Descriptor  `json:"config"`
-	Layers        []ocispec.Descriptor `json:"layers"`
-	Manifests     []ocispec.Descriptor `json:"manifests"`
-	FSLayers      json.RawMessage      `json:"fsLayers"`
-}
 
 // parseManifest returns the image manifest in data, following an index or
 // manifest list to the instance for platform want (one level deep).
-func parseManifest(src source, file string, data []byte, want ocispec.Platform) (ocispec.Manifest, error) {
+// Parsing and the platform choice are containers/image's (its manifest
+// package), as skopeo and podman do them.
+func parseManifest(src source, file string, data []byte, want ocispec.Platform) (manifestInfo, error) {
 	for depth := 0; ; depth++ {
-		var m anyManifest
-		if err := json.Unmarshal(data, &m); err != nil {
-			return ocispec.Manifest{}, fmt.Errorf("parsing manifest %s of %s: %w", file, src.name(), err)
-		}
+		mt := manifest.GuessMIMEType(data)
 		switch {
-		case m.MediaType == dockerSchema1 || m.MediaType == dockerSchema1Sign || m.SchemaVersion == 1 || m.FSLayers != nil:
-			return ocispec.Manifest{}, fmt.Errorf("manifest %s of %s is Docker schema 1, which nixoci does not read: pull the image from a registry that serves schema 2 or OCI", file, src.name())
-		case m.SchemaVersion != 2:
-			return ocispec.Manifest{}, fmt.Errorf("manifest %s of %s has schemaVersion %d: expected an OCI or Docker schema 2 manifest", file, src.name(), m.SchemaVersion)
-		case m.MediaType == ocispec.MediaTypeImageIndex || m.MediaType == dockerManifestList || (m.MediaType == "" && m.Manifests != nil):
+		case mt == manifest.DockerV2Schema1MediaType || mt == manifest.DockerV2Schema1SignedMediaType:
+			return manifestInfo{}, fmt.Errorf("manifest %s of %s is Docker schema 1, which nixoci does not read: pull the image from a registry that serves schema 2 or OCI", file, src.name())
+		case manifest.MIMETypeIsMultiImage(mt):
 			if depth > 0 {
-				return ocispec.Manifest{}, fmt.Errorf("manifest %s of %s: nested indexes are not supported", file, src.name())
+				return manifestInfo{}, fmt.Errorf("manifest %s of %s: nested indexes are not supported", file, src.name())
 			}
-			d, err := choose(m.Manifests, want)
+			list, err := manifest.ListFromBlob(data, mt)
 			if err != nil {
-				return ocispec.Manifest{}, fmt.Errorf("index %s of %s: %w", file, src.name(), err)
+				return manifestInfo{}, fmt.Errorf("parsing index %s of %s: %w", file, src.name(), err)
 			}
-			if file, err = src.manifest(d.Digest); err != nil {
-				return ocispec.Manifest{}, fmt.Errorf("%s for %s: %w", src.name(), platformString(want), err)
+			d, err := choose(list, want)
+			if err != nil {
+				return manifestInfo{}, fmt.Errorf("index %s of %s: %w", file, src.name(), err)
 			}
-			if data, err = readVerified(file, d.Digest, d.Size); err != nil {
-				return ocispec.Manifest{}, fmt.Errorf("manifest of %s for %s: %w", src.name(), platformString(want), err)
+			if file, err = src.manifest(d); err != nil {
+				return manifestInfo{}, fmt.Errorf("%s for %s: %w", src.name(), platformString(want), err)
+			}
+			inst, err := list.Instance(d)
+			if err != nil {
+				return manifestInfo{}, fmt.Errorf("index %s of %s: %w", file, src.name(), err)
+			}
+			if data, err = readVerified(file, d, inst.Size); err != nil {
+				return manifestInfo{}, fmt.Errorf("manifest of %s for %s: %w", src.name(), platformString(want), err)
 			}
 			continue
-		case m.MediaType == ocispec.MediaTypeImageManifest || m.MediaType == dockerManifest || (m.MediaType == "" && m.Config != nil):
+		case mt == ocispec.MediaTypeImageManifest || mt == manifest.DockerV2Schema2MediaType:
 		default:
-			return ocispec.Manifest{}, fmt.Errorf("manifest %s of %s has media type %q: expected an OCI or Docker schema 2 image manifest or index", file, src.name(), m.MediaType)
+			return manifestInfo{}, fmt.Errorf("manifest %s of %s has media type %q: expected an OCI or Docker schema 2 image manifest or index", file, src.name(), mt)
 		}
-		if m.Config == nil {
-			return ocispec.Manifest{}, fmt.Errorf("manifest %s of %s has no config", file, src.name())
+		m, err := manifest.FromBlob(data, mt)
+		if err != nil {
+			return manifestInfo{}, fmt.Errorf("parsing manifest %s of %s: %w", file, src.name(), err)
 		}
-		if mt := m.Config.MediaType; mt != ocispec.MediaTypeImageConfig && mt != dockerConfig {
-			return ocispec.Manifest{}, fmt.Errorf("manifest %s of %s has config media type %q: it is not a container image", file, src.name(), mt)
+		cfg := m.ConfigInfo()
+		if cfg.Digest == "" {
+			return manifestInfo{}, fmt.Errorf("manifest %s of %s has no config", file, src.name())
 		}
-		return ocispec.Manifest{MediaType: m.MediaType, Config: *m.Config, Layers: m.Layers}, nil
+		if cmt := cfg.MediaType; cmt != ocispec.MediaTypeImageConfig && cmt != manifest.DockerV2Schema2ConfigMediaType {
+			return manifestInfo{}, fmt.Errorf("manifest %s of %s has config media type %q: it is not a container image", file, src.name(), cmt)
+		}
+		info := manifestInfo{config: cfg}
+		for _, l := range m.LayerInfos() {
+			info.layers = append(info.layers, l.BlobInfo)
+		}
+		return info, nil
 	}
 }
 
-// choose picks the index entry for platform want. An empty variant in want
-// prefers an entry without variant or with the architecture's default
-// (v8 for arm64, v7 for arm), then takes the first match.
-func choose(entries []ocispec.Descriptor, want ocispec.Platform) (ocispec.Descriptor, error) {
-	var matches []ocispec.Descriptor
+// manifestInfo is what an image manifest says: its config and layer blobs.
+type manifestInfo struct {
+	config types.BlobInfo
+	layers []types.BlobInfo
+}
+
+// choose picks the index entry for platform want, as containers/image
+// chooses it; when nothing matches, the error lists what the index has.
+func choose(list manifest.List, want ocispec.Platform) (digest.Digest, error) {
+	sys := &types.SystemContext{OSChoice: want.OS, ArchitectureChoice: want.Architecture, VariantChoice: want.Variant}
+	d, err := list.ChooseInstance(sys)
+	if err == nil {
+		return d, nil
+	}
 	var have []string
-	for _, e := range entries {
-		p := e.Platform
-		if p == nil {
-			continue
-		}
-		have = append(have, platformString(*p))
-		if p.OS != want.OS || p.Architecture != want.Architecture {
-			continue
-		}
-		if want.Variant != "" && normVariant(p.Architecture, p.Variant) != normVariant(want.Architecture, want.Variant) {
-			continue
-		}
-		matches = append(matches, e)
-	}
-	if len(matches) == 0 {
-		sort.Strings(have)
-		return ocispec.Descriptor{}, fmt.Errorf("%w %s: it has %s; choose one with the os/arch/variant options", ErrNoPlatform, platformString(want), strings.Join(have, ", "))
-	}
-	for _, m := range matches {
-		if normVariant(m.Platform.Architecture, m.Platform.Variant) == normVariant(want.Architecture, "") {
-			return m, nil
+	for _, i := range list.Instances() {
+		if u, err := list.Instance(i); err == nil && u.ReadOnly.Platform != nil {
+			have = append(have, platformString(*u.ReadOnly.Platform))
 		}
 	}
-	return matches[0], nil
-}
-
-// normVariant gives the variant an architecture implies when none is named.
-func normVariant(arch, variant string) string {
-	if variant != "" {
-		return variant
-	}
-	switch arch {
-	case "arm64":
-		return "v8"
-	case "arm":
-		return "v7"
-	}
-	return ""
+	sort.Strings(have)
+	return "", fmt.Errorf("%w %s: it has %s; choose one with the os/arch/variant options", ErrNoPlatform, platformString(want), strings.Join(have, ", "))
 }
 
 func platformString(p ocispec.Platform) string {

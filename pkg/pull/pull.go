@@ -1,33 +1,23 @@
 package pull
 
 import (
-	"crypto/sha256"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
-	"github.com/nixoci/nixoci/pkg/compress"
+	"github.com/nixoci/nixoci/internal/logs"
+	"github.com/nixoci/nixoci/internal/parallel"
 	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/image"
-)
-
-// Media types of manifests and configs (Docker schema2 and OCI).
-const (
-	dockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	dockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-	dockerSchema1      = "application/vnd.docker.distribution.manifest.v1+json"
-	dockerSchema1Sign  = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-	dockerConfig       = "application/vnd.docker.container.image.v1+json"
+	"github.com/nixoci/nixoci/pkg/layer"
 )
 
 // ErrDigestMismatch is wrapped by the error for a blob whose content does
@@ -52,6 +42,9 @@ type Options struct {
 	// diff_id; without it UncompressedSize stays 0 (unknown), so the image
 	// can only be sent with its layers compressed.
 	SkipLayers bool
+	// Log receives warnings: a platform that differs from the one asked
+	// for, history that does not pair with the layers. Default: discarded.
+	Log logrus.FieldLogger
 }
 
 func (o Options) platform() (ocispec.Platform, error) {
@@ -89,7 +82,8 @@ type source interface {
 
 // describe reads a manifest (or index) and the config it names and builds
 // the image descriptor.
-func describe(src source, manifestFile string, opts Options) (*descriptor.Image, error) {
+func describe(ctx context.Context, src source, manifestFile string, opts Options) (*descriptor.Image, error) {
+	log := logs.Or(opts.Log)
 	want, err := opts.platform()
 	if err != nil {
 		return nil, err
@@ -103,11 +97,11 @@ func describe(src source, manifestFile string, opts Options) (*descriptor.Image,
 		return nil, err
 	}
 
-	cfgFile, err := src.blob(m.Config.Digest)
+	cfgFile, err := src.blob(m.config.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("config of %s: %w", src.name(), err)
 	}
-	cfgData, err := readVerified(cfgFile, m.Config.Digest, m.Config.Size)
+	cfgData, err := readVerified(cfgFile, m.config.Digest, m.config.Size)
 	if err != nil {
 		return nil, fmt.Errorf("config of %s: %w", src.name(), err)
 	}
@@ -115,11 +109,11 @@ func describe(src source, manifestFile string, opts Options) (*descriptor.Image,
 	if err := json.Unmarshal(cfgData, &cfg); err != nil {
 		return nil, fmt.Errorf("parsing config %s of %s: %w", cfgFile, src.name(), err)
 	}
-	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
-		return nil, fmt.Errorf("config %s of %s lists %d diff_ids for %d layers: the image is inconsistent, pull it again", cfgFile, src.name(), len(cfg.RootFS.DiffIDs), len(m.Layers))
+	if len(cfg.RootFS.DiffIDs) != len(m.layers) {
+		return nil, fmt.Errorf("config %s of %s lists %d diff_ids for %d layers: the image is inconsistent, pull it again", cfgFile, src.name(), len(cfg.RootFS.DiffIDs), len(m.layers))
 	}
 	if cfg.OS != want.OS || cfg.Architecture != want.Architecture {
-		logrus.Warnf("%s is %s/%s, not the requested %s/%s", src.name(), cfg.OS, cfg.Architecture, want.OS, want.Architecture)
+		log.Warnf("%s is %s/%s, not the requested %s/%s", src.name(), cfg.OS, cfg.Architecture, want.OS, want.Architecture)
 	}
 
 	img := &descriptor.Image{
@@ -132,16 +126,16 @@ func describe(src source, manifestFile string, opts Options) (*descriptor.Image,
 		Created:      cfg.Created,
 		Author:       cfg.Author,
 		Config:       cfg.Config,
-		Layers:       make([]descriptor.Layer, 0, len(m.Layers)),
+		Layers:       make([]descriptor.Layer, 0, len(m.layers)),
 	}
 	if img.Created != nil {
 		t := img.Created.UTC()
 		img.Created = &t
 	}
-	history := layerHistory(src, cfg.History, len(m.Layers))
-	for i, d := range m.Layers {
-		mt := image.OCILayerMediaType(d.MediaType)
-		if !knownLayerType(mt) {
+	history := layerHistory(src, cfg.History, len(m.layers), log)
+	for i, d := range m.layers {
+		mt := descriptor.OCILayerMediaType(d.MediaType)
+		if _, ok := descriptor.LayerMediaType(mt); !ok {
 			return nil, fmt.Errorf("layer %d of %s has media type %q, which nixoci cannot serve: only tar layers (plain, gzip, zstd) are supported", i, src.name(), d.MediaType)
 		}
 		file, err := src.blob(d.Digest)
@@ -173,7 +167,7 @@ func describe(src source, manifestFile string, opts Options) (*descriptor.Image,
 		img.Layers = append(img.Layers, l)
 	}
 	if !opts.SkipLayers {
-		if err := measure(src, img.Layers); err != nil {
+		if err := measure(ctx, src, img.Layers); err != nil {
 			return nil, err
 		}
 	}
@@ -183,20 +177,9 @@ func describe(src source, manifestFile string, opts Options) (*descriptor.Image,
 	return img, nil
 }
 
-func knownLayerType(mt string) bool {
-	switch mt {
-	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar",
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
-		return true
-	}
-	return false
-}
-
 // layerHistory pairs the config's history entries that made a layer with
 // the layers, in order. When they do not pair up, no history is kept.
-func layerHistory(src source, hs []ocispec.History, layers int) []*descriptor.History {
+func layerHistory(src source, hs []ocispec.History, layers int, log logrus.FieldLogger) []*descriptor.History {
 	out := make([]*descriptor.History, layers)
 	var made []ocispec.History
 	for _, h := range hs {
@@ -206,7 +189,7 @@ func layerHistory(src source, hs []ocispec.History, layers int) []*descriptor.Hi
 	}
 	if len(made) != layers {
 		if len(hs) > 0 {
-			logrus.Warnf("%s: config history has %d layer entries for %d layers; dropping it", src.name(), len(made), layers)
+			log.Warnf("%s: config history has %d layer entries for %d layers; dropping it", src.name(), len(made), layers)
 		}
 		return out
 	}
@@ -237,76 +220,43 @@ func readVerified(file string, d digest.Digest, size int64) ([]byte, error) {
 }
 
 // measure decompresses every compressed layer, in parallel, recording its
-// uncompressed size and checking its diff_id.
-func measure(src source, layers []descriptor.Layer) error {
-	sem := make(chan struct{}, runtime.NumCPU())
+// uncompressed size and checking its digest and diff_id.
+func measure(ctx context.Context, src source, layers []descriptor.Layer) error {
 	errs := make([]error, len(layers))
-	var wg sync.WaitGroup
-	for i := range layers {
+	_ = parallel.Do(ctx, len(layers), func(ctx context.Context, i int) error {
 		l := &layers[i]
 		if l.Compressor.Algorithm == descriptor.None {
-			continue
+			return nil
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			size, err := measureLayer(l)
-			if err != nil {
-				errs[i] = fmt.Errorf("layer %d of %s: %w", i, src.name(), err)
-				return
-			}
-			l.UncompressedSize = size
-		}()
-	}
-	wg.Wait()
+		size, err := measureLayer(ctx, l)
+		if err != nil {
+			errs[i] = fmt.Errorf("layer %d of %s: %w", i, src.name(), err)
+			return nil
+		}
+		l.UncompressedSize = size
+		return nil
+	})
 	return errors.Join(errs...)
 }
 
-func measureLayer(l *descriptor.Layer) (int64, error) {
-	if l.DiffID.Algorithm() != digest.SHA256 {
-		return 0, fmt.Errorf("diff_id %s: only sha256 diff_ids are supported", l.DiffID)
+func measureLayer(ctx context.Context, l *descriptor.Layer) (int64, error) {
+	if l.DiffID.Algorithm() != digest.SHA256 || l.Digest.Algorithm() != digest.SHA256 {
+		return 0, fmt.Errorf("digest %s, diff_id %s: only sha256 digests are supported", l.Digest, l.DiffID)
 	}
 	f, err := os.Open(l.Blob)
 	if err != nil {
 		return 0, fmt.Errorf("reading layer blob: %w", err)
 	}
 	defer f.Close()
-	// The compressed bytes are hashed on the way through, so the blob is
-	// checked against its digest in the same pass.
-	blob := l.Digest.Algorithm().Digester()
-	counted := &countingReader{r: io.TeeReader(f, blob.Hash())}
-	r, err := compress.NewReader(l.Compressor.Algorithm, counted)
+	s, err := layer.Measure(ctx, l.Compressor.Algorithm, f)
 	if err != nil {
 		return 0, fmt.Errorf("decompressing layer blob %s: %w", l.Blob, err)
 	}
-	defer r.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	if err != nil {
-		return 0, fmt.Errorf("decompressing layer blob %s: %w", l.Blob, err)
+	if s.Blob.Digest != l.Digest || s.Blob.Size != l.Size {
+		return 0, fmt.Errorf("layer blob %s is %d bytes hashing to %s, the manifest says %d bytes, %s: %w; pull the image again", l.Blob, s.Blob.Size, s.Blob.Digest, l.Size, l.Digest, ErrDigestMismatch)
 	}
-	// Read any trailing bytes the decompressor left.
-	if _, err := io.Copy(io.Discard, counted); err != nil {
-		return 0, fmt.Errorf("reading layer blob %s: %w", l.Blob, err)
+	if s.Tar.Digest != l.DiffID {
+		return 0, fmt.Errorf("layer blob %s decompresses to %s, not its diff_id %s: %w; pull the image again", l.Blob, s.Tar.Digest, l.DiffID, ErrDigestMismatch)
 	}
-	if got := blob.Digest(); got != l.Digest || counted.n != l.Size {
-		return 0, fmt.Errorf("layer blob %s is %d bytes hashing to %s, the manifest says %d bytes, %s: %w; pull the image again", l.Blob, counted.n, got, l.Size, l.Digest, ErrDigestMismatch)
-	}
-	if got := digest.NewDigest(digest.SHA256, h); got != l.DiffID {
-		return 0, fmt.Errorf("layer blob %s decompresses to %s, not its diff_id %s: %w; pull the image again", l.Blob, got, l.DiffID, ErrDigestMismatch)
-	}
-	return n, nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	return s.Tar.Size, nil
 }

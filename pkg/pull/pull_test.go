@@ -3,6 +3,7 @@ package pull
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
 
 	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/image"
@@ -135,8 +137,8 @@ func makeFixture(t *testing.T, arch, variant string, docker bool, kinds ...layer
 		"layers":        layers,
 	}
 	if docker {
-		m["mediaType"] = dockerManifest
-		m["config"] = ocispec.Descriptor{MediaType: dockerConfig, Digest: sha(f.config), Size: int64(len(f.config))}
+		m["mediaType"] = manifest.DockerV2Schema2MediaType
+		m["config"] = ocispec.Descriptor{MediaType: manifest.DockerV2Schema2ConfigMediaType, Digest: sha(f.config), Size: int64(len(f.config))}
 	}
 	if f.manifest, err = json.Marshal(m); err != nil {
 		t.Fatal(err)
@@ -187,7 +189,7 @@ func indexOf(t *testing.T, dockerList bool, fs ...fixture) []byte {
 	}
 	mt := ocispec.MediaTypeImageIndex
 	if dockerList {
-		mt = dockerManifestList
+		mt = manifest.DockerV2ListMediaType
 	}
 	data, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": mt, "manifests": entries})
 	if err != nil {
@@ -229,7 +231,7 @@ func TestFromDir(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.opts.Name, tt.opts.Tag = "Base/Image", "1.0"
-			got, err := FromDir(tt.dir, tt.opts)
+			got, err := FromDir(context.Background(), tt.dir, tt.opts)
 			if err != nil {
 				t.Fatalf("FromDir() error = %v", err)
 			}
@@ -240,7 +242,11 @@ func TestFromDir(t *testing.T) {
 			}
 			// The descriptor must give a manifest whose layers are the
 			// pulled blobs, and survive the descriptor format.
-			m, _, err := image.Manifest(got, false)
+			img, err := image.FromDescriptor(context.Background(), got)
+			if err != nil {
+				t.Fatalf("image.FromDescriptor() error = %v", err)
+			}
+			m, _, err := image.Manifest(img)
 			if err != nil {
 				t.Fatalf("image.Manifest() error = %v", err)
 			}
@@ -374,7 +380,7 @@ func TestFromDirErrors(t *testing.T) {
 			if tt.opts.Arch == "" {
 				tt.opts.Arch = "amd64"
 			}
-			_, err := FromDir(dir, tt.opts)
+			_, err := FromDir(context.Background(), dir, tt.opts)
 			if err == nil {
 				t.Fatal("FromDir() error = nil, want an error")
 			}
@@ -396,7 +402,7 @@ func TestSkipLayers(t *testing.T) {
 	dir := writeDir(t, false, f)
 	// A corrupt compressed layer goes unnoticed when layers are skipped.
 	write(t, filepath.Join(dir, f.want.Layers[0].Blob), []byte("garbage"))
-	got, err := FromDir(dir, Options{Arch: "amd64", SkipLayers: true})
+	got, err := FromDir(context.Background(), dir, Options{Arch: "amd64", SkipLayers: true})
 	if err != nil {
 		t.Fatalf("FromDir(SkipLayers) error = %v", err)
 	}
@@ -442,7 +448,7 @@ func TestFromManifestSpec(t *testing.T) {
 			spec, _ := json.Marshal(ManifestSpec{Manifest: "manifest.json", Blobs: blobs})
 			write(t, filepath.Join(dir, "spec.json"), spec)
 
-			got, err := FromManifestSpec(filepath.Join(dir, "spec.json"), tt.opts)
+			got, err := FromManifestSpec(context.Background(), filepath.Join(dir, "spec.json"), tt.opts)
 			if err != nil {
 				t.Fatalf("FromManifestSpec() error = %v", err)
 			}
@@ -453,7 +459,7 @@ func TestFromManifestSpec(t *testing.T) {
 			// A blob left out of the list is named.
 			missing := tt.want.want.Layers[0].Digest
 			delete(blobs, missing)
-			_, err = FromManifest(filepath.Join(dir, "manifest.json"), absAll(blobs, dir), tt.opts)
+			_, err = FromManifest(context.Background(), filepath.Join(dir, "manifest.json"), absAll(blobs, dir), tt.opts)
 			if err == nil || !strings.Contains(err.Error(), missing.String()) {
 				t.Errorf("FromManifest() without %s error = %v, want one naming it", missing, err)
 			}

@@ -9,24 +9,14 @@ import (
 	"time"
 
 	"github.com/nixoci/nixoci/pkg/image"
+	"github.com/nixoci/nixoci/pkg/layer"
+	"github.com/nixoci/nixoci/tests/testenv"
 )
-
-// needTool skips without the tool, unless running in CI where it must exist.
-func needTool(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-}
 
 // TestFromDirSkopeo reads a dir: layout written by containers/image itself
 // (skopeo), from an OCI layout made with umoci.
 func TestFromDirSkopeo(t *testing.T) {
-	needTool(t, "umoci")
-	needTool(t, "skopeo")
+	testenv.RequireTools(t, "umoci", "skopeo")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tmp := t.TempDir()
@@ -50,7 +40,7 @@ func TestFromDirSkopeo(t *testing.T) {
 	run("umoci", "config", "--image", "layout:t", "--config.cmd", "/bin/hello", "--architecture", "arm64", "--config.env", "A=1")
 	run("skopeo", "copy", "oci:layout:t", "dir:out")
 
-	img, err := FromDir(filepath.Join(tmp, "out"), Options{Arch: "arm64"})
+	img, err := FromDir(context.Background(), filepath.Join(tmp, "out"), Options{Arch: "arm64"})
 	if err != nil {
 		t.Fatalf("FromDir() error = %v", err)
 	}
@@ -68,7 +58,11 @@ func TestFromDirSkopeo(t *testing.T) {
 		t.Errorf("layer uncompressed size = %d, compressed %d: want the tar measured", l.UncompressedSize, l.Size)
 	}
 	// Served uncompressed, the layer is the tar skopeo's config names.
-	if d := image.LayerDescriptor(l, true); d.Digest != l.DiffID || d.Size != l.UncompressedSize {
-		t.Errorf("image.LayerDescriptor(uncompressed) = %v, want diff_id %s size %d", d, l.DiffID, l.UncompressedSize)
+	lv, err := layer.FromDescriptor(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := image.ManifestLayer(layer.Uncompressed(lv)); d.Digest != l.DiffID || d.Size != l.UncompressedSize {
+		t.Errorf("image.ManifestLayer(uncompressed) = %v, want diff_id %s size %d", d, l.DiffID, l.UncompressedSize)
 	}
 }

@@ -2,6 +2,7 @@ package pull
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,8 +10,8 @@ import (
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
-	"github.com/sirupsen/logrus"
 
+	"github.com/nixoci/nixoci/internal/logs"
 	"github.com/nixoci/nixoci/pkg/descriptor"
 )
 
@@ -25,7 +26,7 @@ func dirVersions() []string {
 // an index or manifest list (a copy with --all), the instance for the
 // platform in opts is read from HEX.manifest.json. The descriptor's layers
 // are Blob layers pointing at the blob files.
-func FromDir(dir string, opts Options) (*descriptor.Image, error) {
+func FromDir(ctx context.Context, dir string, opts Options) (*descriptor.Image, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("image directory %s: %w", dir, err)
@@ -33,7 +34,7 @@ func FromDir(dir string, opts Options) (*descriptor.Image, error) {
 	version, err := os.ReadFile(filepath.Join(abs, "version"))
 	switch {
 	case os.IsNotExist(err):
-		logrus.Warnf("image directory %s has no version file; reading it as a containers/image dir: layout anyway", abs)
+		logs.Or(opts.Log).Warnf("image directory %s has no version file; reading it as a containers/image dir: layout anyway", abs)
 	case err != nil:
 		return nil, fmt.Errorf("reading image directory %s: %w", abs, err)
 	default:
@@ -45,14 +46,14 @@ func FromDir(dir string, opts Options) (*descriptor.Image, error) {
 			return nil, fmt.Errorf("image directory %s has version %q; nixoci reads containers/image dir: layouts of version 1.0 and 1.1", abs, strings.TrimSpace(string(version)))
 		}
 	}
-	return describe(dirSource{dir: abs}, filepath.Join(abs, "manifest.json"), opts)
+	return describe(ctx, dirSource{dir: abs}, filepath.Join(abs, "manifest.json"), opts)
 }
 
 // FromManifest describes an image given as a manifest file and one file
 // per blob, keyed by digest (in Nix: one fixed-output derivation per blob).
 // blobs must hold the config and every layer; when the manifest is an index,
 // it must also hold the chosen platform's manifest.
-func FromManifest(manifestPath string, blobs map[digest.Digest]string, opts Options) (*descriptor.Image, error) {
+func FromManifest(ctx context.Context, manifestPath string, blobs map[digest.Digest]string, opts Options) (*descriptor.Image, error) {
 	abs := make(map[digest.Digest]string, len(blobs))
 	for d, p := range blobs {
 		a, err := filepath.Abs(p)
@@ -61,7 +62,7 @@ func FromManifest(manifestPath string, blobs map[digest.Digest]string, opts Opti
 		}
 		abs[d] = a
 	}
-	return describe(mapSource{manifestFile: manifestPath, blobs: abs}, manifestPath, opts)
+	return describe(ctx, mapSource{manifestFile: manifestPath, blobs: abs}, manifestPath, opts)
 }
 
 // ManifestSpec is the input of `nixoci image-from-manifest`: a JSON file
@@ -108,10 +109,10 @@ func LoadManifestSpec(path string) (*ManifestSpec, error) {
 }
 
 // FromManifestSpec is FromManifest with the input read from a ManifestSpec file.
-func FromManifestSpec(path string, opts Options) (*descriptor.Image, error) {
+func FromManifestSpec(ctx context.Context, path string, opts Options) (*descriptor.Image, error) {
 	spec, err := LoadManifestSpec(path)
 	if err != nil {
 		return nil, err
 	}
-	return FromManifest(spec.Manifest, spec.Blobs, opts)
+	return FromManifest(ctx, spec.Manifest, spec.Blobs, opts)
 }

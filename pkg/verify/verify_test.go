@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/layer"
 	"github.com/nixoci/nixoci/pkg/tarstream"
 	"github.com/nixoci/nixoci/pkg/verify"
@@ -62,12 +63,16 @@ func newFixture(t *testing.T) *fixture {
 		{Paths: []descriptor.Path{{Path: f.foo}, {Path: f.bar}}, Compression: descriptor.Gzip},
 		{Paths: []descriptor.Path{{Path: other}}, Compression: descriptor.Zstd, TarFile: f.tarFile},
 	}
-	layers, err := layer.DescribeAll(ctx(t), specs)
+	values, err := layer.DescribeAll(ctx(t), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := layer.Descriptors(values)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A blob layer: the first layer's gzip bytes stored as a file.
-	r, err := layer.Open(ctx(t), layers[0], false)
+	r, err := values[0].Compressed(ctx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,9 +89,19 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// verifyImage verifies the fixture's image as its descriptor now says.
+func verifyImage(t *testing.T, f *fixture) (*verify.Report, error) {
+	t.Helper()
+	img, err := image.FromDescriptor(ctx(t), f.img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return verify.Image(ctx(t), img)
+}
+
 func TestHappyPath(t *testing.T) {
 	f := newFixture(t)
-	rep, err := verify.Image(ctx(t), f.img)
+	rep, err := verifyImage(t, f)
 	if err != nil {
 		t.Fatalf("Image() = %v, want no error", err)
 	}
@@ -130,10 +145,10 @@ func TestNamesChangedFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			tc.change(t, f)
-			_, err := verify.Image(ctx(t), f.img)
+			_, err := verifyImage(t, f)
 			m := mismatch(t, err)
-			if m.Layer != 0 || m.Digest != f.img.Layers[0].Digest || m.Path != f.foo || m.File != tc.file(f) {
-				t.Errorf("mismatch layer %d %s path %q file %q; want layer 0 %s path %q file %q", m.Layer, m.Digest, m.Path, m.File, f.img.Layers[0].Digest, f.foo, tc.file(f))
+			if m.Index != 0 || m.Digest != f.img.Layers[0].Digest || m.Path != f.foo || m.File != tc.file(f) {
+				t.Errorf("mismatch layer %d %s path %q file %q; want layer 0 %s path %q file %q", m.Index, m.Digest, m.Path, m.File, f.img.Layers[0].Digest, f.foo, tc.file(f))
 			}
 			msg := err.Error()
 			t.Log(msg)
@@ -162,7 +177,7 @@ func TestTarAndBlobChanged(t *testing.T) {
 		fh.Write([]byte("junk"))
 		fh.Close()
 	}
-	_, err := verify.Image(ctx(t), f.img)
+	_, err := verifyImage(t, f)
 	mismatch(t, err)
 	for _, s := range []string{"layer 1 (", f.tarFile, "layer 2 (", f.blobFile} {
 		if !strings.Contains(err.Error(), s) {
@@ -177,7 +192,7 @@ func TestTarAndBlobChanged(t *testing.T) {
 func TestOtherCompressor(t *testing.T) {
 	f := newFixture(t)
 	f.img.Layers[0].Compressor.Library = "github.com/klauspost/compress@v0.0.1"
-	rep, err := verify.Image(ctx(t), f.img)
+	rep, err := verifyImage(t, f)
 	if err != nil {
 		t.Fatalf("Image() = %v, want the uncompressed check to pass", err)
 	}
@@ -185,7 +200,7 @@ func TestOtherCompressor(t *testing.T) {
 		t.Errorf("layer 0 report = %+v, want an unchecked compressed digest with a note", lr)
 	}
 	mkFile(t, filepath.Join(f.foo, "bin", "x"), "changed", 0o755)
-	_, err = verify.Image(ctx(t), f.img)
+	_, err = verifyImage(t, f)
 	m := mismatch(t, err)
 	if m.File != f.fooBinName || !strings.Contains(err.Error(), "uncompressed digest only") {
 		t.Errorf("Image() = %v, want it to name %s and say only the uncompressed digest was checked", err, f.fooBinName)
@@ -197,26 +212,18 @@ func TestMissingStorePath(t *testing.T) {
 	if err := os.RemoveAll(f.bar); err != nil {
 		t.Fatal(err)
 	}
-	_, err := verify.Image(ctx(t), f.img)
+	_, err := verifyImage(t, f)
 	if !errors.Is(err, tarstream.ErrMissingPath) || !strings.Contains(err.Error(), f.bar) || !strings.Contains(err.Error(), "layer 0") {
 		t.Errorf("Image() = %v, want ErrMissingPath naming layer 0 and %s", err, f.bar)
-	}
-}
-
-func TestForeign(t *testing.T) {
-	f := newFixture(t)
-	f.img.Foreign = true
-	if _, err := verify.Image(ctx(t), f.img); !errors.Is(err, verify.ErrForeign) {
-		t.Errorf("Image(foreign) = %v, want ErrForeign", err)
 	}
 }
 
 func TestCompressedOnly(t *testing.T) {
 	f := newFixture(t)
 	f.img.Layers[0].Size++
-	_, err := verify.Image(ctx(t), f.img)
+	_, err := verifyImage(t, f)
 	m := mismatch(t, err)
-	if m.Layer != 0 || m.Path != "" || !strings.Contains(err.Error(), "size") || !strings.Contains(err.Error(), "tar is as described") {
+	if m.Index != 0 || m.Path != "" || !strings.Contains(err.Error(), "size") || !strings.Contains(err.Error(), "tar is as described") {
 		t.Errorf("Image() = %v, want layer 0's compressed size blamed, not a store path", err)
 	}
 }

@@ -48,7 +48,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // writeInput writes the input disk: each layer's uncompressed tar, the
 // closure tar, the script, and the job header in front. It fills the
 // job's sections and returns the number of bytes of files the guest unpacks.
-func writeInput(ctx context.Context, file string, layers []descriptor.Layer, storePaths []string, script []byte, job *wire.Job) (int64, error) {
+func writeInput(ctx context.Context, file string, layers []layer.Layer, storePaths []string, script []byte, job *wire.Job) (int64, error) {
 	f, err := os.Create(file)
 	if err != nil {
 		return 0, fmt.Errorf("creating input disk: %w", err)
@@ -58,7 +58,7 @@ func writeInput(ctx context.Context, file string, layers []descriptor.Layer, sto
 	var unpacked int64
 	for i, l := range layers {
 		s, err := w.section(func(out io.Writer) error {
-			r, err := layer.Open(ctx, l, true)
+			r, err := l.Uncompressed(ctx)
 			if err != nil {
 				return err
 			}
@@ -67,7 +67,7 @@ func writeInput(ctx context.Context, file string, layers []descriptor.Layer, sto
 			return err
 		})
 		if err != nil {
-			return 0, fmt.Errorf("writing image layer %d (%s) to the input disk: %w", i+1, l.DiffID, err)
+			return 0, fmt.Errorf("writing image layer %d (%s) to the input disk: %w", i+1, l.DiffID(), err)
 		}
 		job.Layers = append(job.Layers, s)
 		unpacked += s.Length

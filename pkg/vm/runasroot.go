@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/layer"
 	"github.com/nixoci/nixoci/pkg/vm/wire"
 )
@@ -198,7 +199,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	layers, created, env, err := o.loadImage()
+	layers, created, env, err := o.loadImage(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -340,12 +341,12 @@ func (o *Options) checkFiles() error {
 
 // loadImage returns the layers the script's root is made of, the time for
 // the layer's entries and the script's environment.
-func (o *Options) loadImage() ([]descriptor.Layer, time.Time, []string, error) {
-	var layers []descriptor.Layer
+func (o *Options) loadImage(ctx context.Context) ([]layer.Layer, time.Time, []string, error) {
+	var layers []layer.Layer
 	created := defaultCreated
 	var imgEnv []string
 	if o.Image != "" {
-		img, err := descriptor.LoadImage(o.Image)
+		img, err := image.Load(ctx, o.Image)
 		if err != nil {
 			return nil, created, nil, err
 		}
@@ -356,11 +357,11 @@ func (o *Options) loadImage() ([]descriptor.Layer, time.Time, []string, error) {
 		imgEnv = img.Config.Env
 	}
 	for _, f := range o.Layers {
-		ls, err := descriptor.LoadLayers(f)
+		ls, err := layer.LoadFile(ctx, f)
 		if err != nil {
 			return nil, created, nil, err
 		}
-		layers = append(layers, ls.Layers...)
+		layers = append(layers, ls...)
 	}
 	if o.Created != nil {
 		created = *o.Created
@@ -504,10 +505,10 @@ func (o *Options) writeOutput(ctx context.Context, output string, res *wire.Resu
 	if err != nil {
 		return nil, err
 	}
-	ls := &descriptor.Layers{Layers: []descriptor.Layer{l}}
-	if err := descriptor.Write(filepath.Join(out, LayersFile), ls); err != nil {
+	if err := layer.WriteFile(filepath.Join(out, LayersFile), []layer.Layer{l}); err != nil {
 		return nil, err
 	}
+	ls := &descriptor.Layers{Nixoci: descriptor.Version, Layers: []descriptor.Layer{l.(layer.Describer).Descriptor()}}
 	return ls, nil
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/pkg/commands"
 	"github.com/nixoci/nixoci/tests/testenv"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -257,6 +258,23 @@ func TestLayerFlags(t *testing.T) {
 			t.Errorf("--tar-directory: layer %d tar %s holds busybox %v and data %v, want exactly one:\n%v", i, l.Tar, hasBB, hasData, names)
 		}
 	}
+	// Regression: --exclude-layers leaves out the store paths of layers
+	// described by a tar too (they keep their path list); it used to
+	// repeat them.
+	above := filepath.Join(dir, "above.json")
+	testenv.Must(t, ctx, bin, "layers", "-o", above, "--exclude-layers", tarred, "--copy-to-root", s.Root, s.Busybox, s.Data, s.Root)
+	al, err := descriptor.LoadLayers(above)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range al.Layers {
+		for _, p := range l.Paths {
+			if p.Rewrite == nil && (p.Path == s.Busybox || p.Path == s.Data) {
+				t.Errorf("--exclude-layers of tar layers: %s is in %s again, though the tar layers hold it", p.Path, above)
+			}
+		}
+	}
+
 	// Layers described by a tar no longer need the store paths.
 	for _, p := range []string{s.Busybox, s.Data} {
 		if err := os.RemoveAll(p); err != nil {
@@ -328,7 +346,15 @@ func TestNix2ContainerInput(t *testing.T) {
 func TestHelp(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	r := testenv.Must(t, ctx, nixoci(t), "--help")
-	for _, c := range []string{"layers", "image", "inspect", "copy", "verify", "image-from-dir", "image-from-manifest"} {
+	// Every visible subcommand of the CLI (pkg/commands' TestHelp checks
+	// each in process; this checks the built binary).
+	var names []string
+	for _, c := range commands.New().Commands {
+		if !c.Hidden {
+			names = append(names, c.Name)
+		}
+	}
+	for _, c := range names {
 		if !strings.Contains(r.Stdout, "   "+c+" ") {
 			t.Errorf("nixoci --help does not list %s:\n%s", c, r.Stdout)
 		}

@@ -178,7 +178,7 @@ func writeBaseImage(t *testing.T, dir string) string {
 		Architecture: "amd64",
 		OS:           "linux",
 		Created:      &created,
-		Layers:       []descriptor.Layer{l},
+		Layers:       []descriptor.Layer{l.(layer.Describer).Descriptor()},
 	}
 	img.Config.Env = []string{"PATH=/bin"}
 	img.Config.Cmd = []string{"/bin/sh"}

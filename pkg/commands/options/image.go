@@ -3,10 +3,12 @@ package options
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/nixoci/nixoci/pkg/image"
 )
 
 // ImageOptions are the flags and arguments of `nixoci image`.
@@ -71,15 +73,25 @@ func (o *ImageOptions) Validate() error {
 	return nil
 }
 
-// checkCreated checks a --created value: empty, "now" or an RFC 3339 time.
+// checkCreated checks a --created value: empty, "now" or an RFC 3339 time
+// (image.ParseCreated's rules).
 func checkCreated(created string) error {
-	if created == "" || created == "now" {
-		return nil
-	}
-	if _, err := time.Parse(time.RFC3339, created); err != nil {
-		return fmt.Errorf("--created %q: give an RFC 3339 time such as 1970-01-01T00:00:01Z, or \"now\"", created)
+	if _, err := image.ParseCreated(created, nil); err != nil {
+		return fmt.Errorf("--created: %w", err)
 	}
 	return nil
+}
+
+// LoadConfig reads and parses the --config file (nil when unset).
+func (o *ImageOptions) LoadConfig() (*image.ParsedConfig, error) {
+	if o.Config == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(o.Config)
+	if err != nil {
+		return nil, fmt.Errorf("reading --config: %w", err)
+	}
+	return image.ParseConfig(o.Config, data)
 }
 
 // Complete takes the layers descriptor arguments.

@@ -1,13 +1,17 @@
 package options
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 
-	"github.com/nixoci/nixoci/pkg/closure"
-	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/urfave/cli/v2"
+
+	"github.com/nixoci/nixoci/pkg/closure"
+	"github.com/nixoci/nixoci/pkg/compress"
+	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/pkg/layer"
 )
 
 // LayersOptions are the flags and arguments of `nixoci layers`.
@@ -65,7 +69,7 @@ func (o *LayersOptions) Validate() error {
 	if o.MaxLayers < 1 {
 		return fmt.Errorf("--max-layers %d: must be at least 1", o.MaxLayers)
 	}
-	if err := checkOneOf("--compression", o.Compression, compressions); err != nil {
+	if err := checkOneOf("--compression", o.Compression, compress.Algorithms()); err != nil {
 		return err
 	}
 	for _, p := range o.Paths {
@@ -130,14 +134,14 @@ func (o *LayersOptions) LoadHistory() (*descriptor.History, error) {
 }
 
 // LoadExcluded reads the --exclude-layers descriptors and returns all their layers.
-func (o *LayersOptions) LoadExcluded() ([]descriptor.Layer, error) {
-	var out []descriptor.Layer
+func (o *LayersOptions) LoadExcluded(ctx context.Context) ([]layer.Layer, error) {
+	var out []layer.Layer
 	for _, f := range o.ExcludeLayers.Value() {
-		ls, err := descriptor.LoadLayers(f)
+		ls, err := layer.LoadFile(ctx, f)
 		if err != nil {
 			return nil, fmt.Errorf("--exclude-layers: %w", err)
 		}
-		out = append(out, ls.Layers...)
+		out = append(out, ls...)
 	}
 	return out, nil
 }

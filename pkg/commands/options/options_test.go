@@ -156,7 +156,7 @@ func TestImageValidate(t *testing.T) {
 		{"from image only", func(o *ImageOptions) { o.Layers = nil; o.FromImage = layers }, ""},
 		{"missing layers file", func(o *ImageOptions) { o.Layers = []string{layers + ".gone"} }, layers + ".gone"},
 		{"missing config", func(o *ImageOptions) { o.Config = filepath.Join(dir, "config.json") }, "--config " + filepath.Join(dir, "config.json")},
-		{"bad created", func(o *ImageOptions) { o.Created = "soon" }, `--created "soon"`},
+		{"bad created", func(o *ImageOptions) { o.Created = "soon" }, `--created: created time "soon"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,7 +174,7 @@ func TestDescriptorPath(t *testing.T) {
 		{"nix:/tmp/image.json", "/tmp/image.json", ""},
 		{"nix:result", "result", ""},
 		{"./image.json", "./image.json", ""},
-		{"nix:", "", "missing descriptor path"},
+		{"nix:", "", "needs a descriptor path"},
 		{"", "", "missing image"},
 		{"docker://example/img", "", `not the "docker" transport`},
 	}

@@ -10,13 +10,11 @@ import (
 	"strings"
 
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/transport/nix"
 )
 
 // NixPrefix is the transport prefix of image descriptors on the command line.
 const NixPrefix = "nix:"
-
-// Compressions are the layer compressions nixoci builds descriptors with.
-var compressions = []string{descriptor.Gzip, descriptor.Zstd, descriptor.None}
 
 // checkOutput checks that an -o file can be written: it is named and its
 // directory exists.
@@ -78,23 +76,27 @@ func checkOneOf(flag, value string, allowed []string) error {
 	return fmt.Errorf("%s %q is not supported: use one of %s", flag, value, strings.Join(allowed, ", "))
 }
 
-// DescriptorPath returns the file path of a `nix:PATH` argument; a bare
-// path is accepted too. Any other transport is an error that says so.
+// DescriptorPath returns the file path of a `nix:PATH` argument, parsed as
+// the nix: transport parses it (so `nix:PATH:uncompressed` names PATH); a
+// bare path is accepted too. Any other transport is an error that says so.
 func DescriptorPath(arg string) (string, error) {
 	if arg == "" {
 		return "", errors.New("missing image: give nix:IMAGE.json")
 	}
-	path := strings.TrimPrefix(arg, NixPrefix)
-	if path == arg {
+	rest, isNix := strings.CutPrefix(arg, NixPrefix)
+	if !isNix {
 		if i := strings.Index(arg, ":"); i > 0 && !strings.ContainsAny(arg[:i], "/.") {
 			if _, err := os.Stat(arg); err != nil {
 				return "", fmt.Errorf("image %s: only nix:IMAGE.json descriptors are read here, not the %q transport (use `skopeo inspect` for other images)", arg, arg[:i])
 			}
 		}
+		return arg, nil
 	}
-	if path == "" {
-		return "", fmt.Errorf("image %s: missing descriptor path after %q", arg, NixPrefix)
+	ref, err := nix.ParseReference(rest)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", arg, err)
 	}
+	path, _ := nix.DescriptorPath(ref)
 	return path, nil
 }
 

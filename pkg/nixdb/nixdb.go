@@ -1,4 +1,4 @@
-package nixbuild
+package nixdb
 
 import (
 	"bytes"
@@ -16,73 +16,55 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the sqlite driver, to normalise Nix's database
 	"github.com/sirupsen/logrus"
 
+	"github.com/nixoci/nixoci/internal/logs"
 	"github.com/nixoci/nixoci/pkg/closure"
 	"github.com/nixoci/nixoci/pkg/descriptor"
-	"github.com/nixoci/nixoci/pkg/layer"
 )
-
-// layerGraphKey is the exportReferencesGraph key holding the closure of the
-// buildLayer outputs, whose path infos register the paths those layers hold.
-const layerGraphKey = "layerClosure"
 
 // registrationTime is the registration time written for every path, so
 // that the same paths always give the same database.
 const registrationTime = 1
 
-// nixDatabaseLayer writes a Nix database registering exactly paths (the
-// store paths the image's layers put under /nix/store) to the "db" output,
-// and returns a layers document describing that output relocated to "/".
+// Options say what to register and where.
+type Options struct {
+	// NixStore is the nix-store program that writes the database.
+	NixStore string
+	// Graph holds the path infos (narHash, narSize, references) of Paths.
+	Graph *closure.Graph
+	// Paths are the store paths to register: those the image holds under
+	// /nix/store.
+	Paths []string
+	// Scratch is a directory for the temporary store nix-store writes.
+	Scratch string
+	// Out receives nix/var/nix/db, nix/store and a GC root in
+	// nix/var/nix/gcroots/docker for each path nothing else refers to.
+	Out string
+	// Log receives a warning for each reference to a path outside Paths
+	// (not registered). Default: discarded.
+	Log logrus.FieldLogger
+}
+
+// Write writes a Nix database registering exactly opts.Paths to opts.Out.
 //
-// The database is made by the `nix` package's nix-store (--load-db into a
-// store rooted in the build directory), so it has the schema that Nix
-// expects; registration times are then set to a constant and the file
-// vacuumed, so that a rebuild writes the same bytes with the same tools.
-func nixDatabaseLayer(ctx context.Context, a *Attrs, ia *imageAttrs, tmp string, paths []string) (string, error) {
-	if ia.NixStore == nil || *ia.NixStore == "" {
-		return "", fmt.Errorf("initializeNixDatabase: no nix-store given: pass `nix` (or `pkgs`) when importing nixoci's nix/ library")
+// The database is made by nix-store (--load-db into a store rooted in the
+// scratch directory), so it has the schema that Nix expects; registration
+// times are then set to a constant and the file vacuumed, so that a rebuild
+// writes the same bytes with the same tools.
+func Write(ctx context.Context, opts Options) error {
+	if opts.NixStore == "" {
+		return fmt.Errorf("writing a nix database: no nix-store program given")
 	}
-	dbOut, err := a.Output("db")
+	infos, err := registrations(opts.Graph, opts.Paths, logs.Or(opts.Log))
 	if err != nil {
-		return "", err
+		return err
 	}
-	own, err := graph(a, graphKey)
-	if err != nil {
-		return "", err
-	}
-	lower, err := graph(a, layerGraphKey)
-	if err != nil {
-		return "", err
-	}
-	g, err := closure.Merge(own, lower)
-	if err != nil {
-		return "", err
-	}
-	infos, err := registrations(g, paths)
-	if err != nil {
-		return "", err
-	}
-	if err := writeNixDB(ctx, *ia.NixStore, filepath.Join(tmp, "nix-db-root"), dbOut, infos); err != nil {
-		return "", err
-	}
-	l, err := layer.Describe(ctx, layer.Spec{
-		Paths:       []descriptor.Path{dbLayerPath(dbOut, ia.NixUID, ia.NixGID)},
-		Compression: ia.Compression,
-		History:     &descriptor.History{CreatedBy: "nixoci buildImage (initializeNixDatabase)"},
-	})
-	if err != nil {
-		return "", err
-	}
-	f := filepath.Join(tmp, "nix-db-layers.json")
-	if err := descriptor.Write(f, &descriptor.Layers{Layers: []descriptor.Layer{l}}); err != nil {
-		return "", err
-	}
-	return f, nil
+	return writeNixDB(ctx, opts.NixStore, filepath.Join(opts.Scratch, "nix-db-root"), opts.Out, infos)
 }
 
 // registrations returns the graph nodes of paths, sorted, with references
 // to paths outside the set dropped (with a warning): Nix refuses to
 // register a path whose references are not valid.
-func registrations(g *closure.Graph, paths []string) ([]closure.Node, error) {
+func registrations(g *closure.Graph, paths []string, log logrus.FieldLogger) ([]closure.Node, error) {
 	in := make(map[string]bool, len(paths))
 	for _, p := range paths {
 		in[p] = true
@@ -91,17 +73,17 @@ func registrations(g *closure.Graph, paths []string) ([]closure.Node, error) {
 	for _, p := range paths {
 		n, ok := g.Nodes[p]
 		if !ok {
-			return nil, fmt.Errorf("initializeNixDatabase: store path %s is in the image but not in the exported reference graphs, so its hash is unknown", p)
+			return nil, fmt.Errorf("nix database: store path %s is in the image but not in the reference graph, so its hash is unknown", p)
 		}
 		if n.NarHash == "" {
-			return nil, fmt.Errorf("initializeNixDatabase: store path %s has no narHash in the reference graph", p)
+			return nil, fmt.Errorf("nix database: store path %s has no narHash in the reference graph", p)
 		}
 		reg := closure.Node{Path: p, NarHash: n.NarHash, NarSize: n.NarSize}
 		for _, r := range n.References {
 			if in[r] {
 				reg.References = append(reg.References, r)
 			} else {
-				logrus.Warnf("initializeNixDatabase: %s refers to %s, which is not in the image (ignored or excluded): the reference is not registered", p, r)
+				log.Warnf("nix database: %s refers to %s, which is not in the image (ignored or excluded): the reference is not registered", p, r)
 			}
 		}
 		out = append(out, reg)
@@ -226,9 +208,11 @@ func copyFile(src, dst string) error {
 	return nil
 }
 
-// dbLayerPath is the database output relocated to "/", owned by uid:gid,
-// with directories 0755 and database files 0644 so that its owner can use it.
-func dbLayerPath(dbOut string, uid, gid int) descriptor.Path {
+// LayerPath is the store path out (what Write wrote) as layer content
+// relocated to "/", owned by uid:gid, with directories 0755 and database
+// files 0644 so that its owner can use it.
+func LayerPath(out string, uid, gid int) descriptor.Path {
+	dbOut := out
 	q := regexp.QuoteMeta(dbOut)
 	u, g := uid, gid
 	return descriptor.Path{

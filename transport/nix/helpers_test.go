@@ -1,4 +1,4 @@
-package transport
+package nix
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func writeImage(t *testing.T, dir, compression string, paths ...string) *descrip
 		if err != nil {
 			t.Fatalf("layer.Describe(%s) = %v", p, err)
 		}
-		img.Layers = append(img.Layers, l)
+		img.Layers = append(img.Layers, l.(layer.Describer).Descriptor())
 	}
 	if err := descriptor.Write(filepath.Join(dir, descriptor.ImageFileName), img); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-// Package transport provides the nix: containers/image transport, an image
+// Package nix provides the nix: containers/image transport, an image
 // source that serves a nixoci image descriptor by streaming each layer from
 // the Nix store only when a destination asks for it.
-package transport
+package nix

@@ -1,4 +1,4 @@
-package transport
+package nix
 
 import (
 	"archive/tar"
@@ -299,9 +299,23 @@ func TestSourceFallsBackToUncompressed(t *testing.T) {
 	if err := descriptor.Write(filepath.Join(dir, descriptor.ImageFileName), img); err != nil {
 		t.Fatal(err)
 	}
-	hook := logtest.NewGlobal()
-	defer hook.Reset()
-	src := openSource(t, dir)
+	// A library stays quiet unless given a logger.
+	global := logtest.NewGlobal()
+	defer global.Reset()
+	openSource(t, dir)
+	if n := len(global.AllEntries()); n != 0 {
+		t.Errorf("opening a source without a logger logged %d entries to the global logger, want none", n)
+	}
+	logger, hook := logtest.NewNullLogger()
+	ref, err := ParseReference(dir, WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := ref.NewImageSource(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
 	var warnings []string
 	for _, e := range hook.AllEntries() {
 		if e.Level == logrus.WarnLevel {

@@ -1,11 +1,11 @@
-package transport_test
+package nix_test
 
 import (
 	"testing"
 
 	"go.podman.io/image/v5/transports/alltransports"
 
-	_ "github.com/nixoci/nixoci/transport"
+	_ "github.com/nixoci/nixoci/transport/nix"
 )
 
 // A program that only imports the package can name nix: images.

@@ -1,4 +1,4 @@
-package transport
+package nix
 
 import "errors"
 
