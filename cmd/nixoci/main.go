@@ -27,7 +27,7 @@ func main() {
 	err := commands.New().RunContext(ctx, os.Args)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "nixoci: %v\n", err)
+		fmt.Fprintf(os.Stderr, "nixoci: %s\n", commands.FormatError(err))
 		os.Exit(1)
 	}
 }

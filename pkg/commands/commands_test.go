@@ -2,6 +2,8 @@ package commands
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -56,4 +58,27 @@ func help(t *testing.T, args ...string) string {
 		t.Fatalf("nixoci %s = %v\n%s", strings.Join(args, " "), err, out.String())
 	}
 	return out.String()
+}
+
+// TestFormatError checks that a too-long path gives a short message that
+// still shows where the path starts and ends.
+func TestFormatError(t *testing.T) {
+	long := "/tmp/" + strings.Repeat("a", 5000) + "/end"
+	msg := FormatError(fmt.Errorf("reading %s: open %s: no such file or directory", long, long))
+	if len(msg) > 1000 {
+		t.Errorf("FormatError() = %d bytes, want under 1000", len(msg))
+	}
+	for _, want := range []string{"reading /tmp/aaa", "/end (5009 characters)", "no such file or directory"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("FormatError() = %q, want it to contain %q", msg, want)
+		}
+	}
+	short := "layer 0: file /nix/store/x/bin/y changed"
+	if got := FormatError(errors.New(short)); got != short {
+		t.Errorf("FormatError(%q) = %q, want it unchanged", short, got)
+	}
+	huge := FormatError(errors.New(strings.Repeat("word ", 5000)))
+	if !strings.HasSuffix(huge, "more characters)") || len(huge) > maxMessage+100 {
+		t.Errorf("FormatError(25000 characters) = %d characters, want it bounded", len(huge))
+	}
 }

@@ -40,6 +40,17 @@ type header struct {
 	Nixoci  *int            `json:"nixoci"`
 	Version *int            `json:"version"`
 	Config  json.RawMessage `json:"image-config"`
+	// Architecture, OS and ImageConfig are set in image descriptors and
+	// never in layers documents.
+	Architecture *string         `json:"architecture"`
+	OS           *string         `json:"os"`
+	ImageConfig  json.RawMessage `json:"config"`
+}
+
+// isLayers reports whether a nixoci document is a layers document: it has
+// none of an image descriptor's own fields.
+func (h header) isLayers() bool {
+	return h.Architecture == nil && h.OS == nil && h.ImageConfig == nil
 }
 
 // LoadImage reads an image descriptor: nixoci's own (version Version) or
@@ -66,6 +77,9 @@ func ParseImage(name string, data []byte) (*Image, error) {
 	if h.Nixoci == nil {
 		return parseNix2Container(name, data, h)
 	}
+	if h.isLayers() {
+		return nil, fmt.Errorf("%s is a layers descriptor (written by `nixoci layers` or buildLayer), not an image descriptor: make an image of it with `nixoci image` (or buildImage's layers argument) and use that", name)
+	}
 	var img Image
 	if err := strictUnmarshal(data, &img); err != nil {
 		return nil, fmt.Errorf("parsing image descriptor %s: %w", name, err)
@@ -88,6 +102,9 @@ func LoadLayers(path string) (*Layers, error) {
 	}
 	if h.Nixoci == nil {
 		return nil, fmt.Errorf("layers descriptor %s: no \"nixoci\" version field; write it with `nixoci layers`", path)
+	}
+	if !h.isLayers() {
+		return nil, fmt.Errorf("%s is an image descriptor, not a layers descriptor: use it as a base image (a from-image), or give the layers documents it was made of", path)
 	}
 	var ls Layers
 	if err := strictUnmarshal(data, &ls); err != nil {

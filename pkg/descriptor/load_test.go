@@ -71,6 +71,18 @@ func TestWriteLoadRoundTrip(t *testing.T) {
 	}
 }
 
+// TestLoadLayersOfImage checks that an image descriptor given where a
+// layers document belongs says so.
+func TestLoadLayersOfImage(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "image.json")
+	if err := os.WriteFile(f, []byte(`{"nixoci": 1, "architecture": "amd64", "os": "linux", "config": {}, "layers": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadLayers(f); err == nil || !strings.Contains(err.Error(), "is an image descriptor") || !strings.Contains(err.Error(), f) {
+		t.Errorf("LoadLayers(image descriptor) = %v, want an error naming it as an image descriptor", err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc string
@@ -82,7 +94,8 @@ func TestParseErrors(t *testing.T) {
 		{"nix2container version 2", `{"version": 2, "image-config": {}, "layers": []}`, []string{"bad.json", "version 2", "nix2container version 1"}, ErrUnknownVersion},
 		{"no version", `{"layers": []}`, []string{"bad.json", "no version"}, ErrUnknownVersion},
 		{"unknown field", `{"nixoci": 1, "architecture": "amd64", "os": "linux", "layer": []}`, []string{"bad.json", "layer"}, nil},
-		{"no platform", `{"nixoci": 1, "layers": []}`, []string{"bad.json", "architecture"}, nil},
+		{"no platform", `{"nixoci": 1, "os": "linux", "layers": []}`, []string{"bad.json", "architecture"}, nil},
+		{"layers document", `{"nixoci": 1, "layers": []}`, []string{"bad.json", "is a layers descriptor", "nixoci image"}, nil},
 		{"bad digest", `{"nixoci": 1, "architecture": "amd64", "os": "linux", "layers": [{"mediaType": "x", "digest": "sha256:nothex", "diffID": "sha256:nothex", "compressor": {"algorithm": "none"}}]}`, []string{"bad.json", "layer 0", "digest"}, nil},
 		{"two sources", `{"nixoci": 1, "architecture": "amd64", "os": "linux", "layers": [{"mediaType": "x", "digest": "` + string(digest.FromString("a")) + `", "diffID": "` + string(digest.FromString("a")) + `", "compressor": {"algorithm": "none"}, "tar": "/t", "blob": "/b"}]}`, []string{"bad.json", "layer 0", "only one"}, nil},
 	} {
