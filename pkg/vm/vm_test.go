@@ -16,7 +16,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
-	"github.com/nixoci/nixoci/pkg/guest"
 	"github.com/nixoci/nixoci/pkg/vm/wire"
 )
 
@@ -283,11 +282,11 @@ func TestInitramfs(t *testing.T) {
 	if e := entries["dev/console"]; e.mode != cpioChr|0o600 || e.major != 5 || e.minor != 1 {
 		t.Errorf("dev/console = %+v", e)
 	}
-	modDir := strings.TrimPrefix(guest.ModulesDir, "/")
+	modDir := strings.TrimPrefix(wire.ModulesDir, "/")
 	if e := entries[modDir+"/virtio.ko"]; e.data != string(fakeELF) {
 		t.Errorf("module virtio.ko = %q, want it decompressed", e.data)
 	}
-	if e := entries[modDir+"/"+guest.ModulesOrder]; e.data != "virtio.ko\n" {
+	if e := entries[modDir+"/"+wire.ModulesOrder]; e.data != "virtio.ko\n" {
 		t.Errorf("module order = %q", e.data)
 	}
 	libs, err := sharedLibraries(exe)

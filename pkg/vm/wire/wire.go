@@ -18,6 +18,14 @@ const (
 	SerialSwap   = "nixoci-swap"
 )
 
+// ModulesDir is where the initramfs holds the kernel modules the guest
+// loads, with ModulesOrder, a file in it, listing their file names in load
+// order, one a line.
+const (
+	ModulesDir   = "/modules"
+	ModulesOrder = "order"
+)
+
 // GuestEnv is the variable the kernel command line sets (as NAME=1) to tell
 // the nixoci binary that it runs as the VM's init.
 const GuestEnv = "NIXOCI_GUEST"
