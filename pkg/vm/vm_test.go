@@ -17,6 +17,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/nixoci/nixoci/pkg/vm/wire"
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
 // cpioEntry is one entry of a newc archive, parsed independently of cpio.go.
@@ -307,7 +308,7 @@ func TestSharedLibraries(t *testing.T) {
 	}{{"/bin/busybox", false}, {"/bin/ls", true}} {
 		t.Run(tc.bin, func(t *testing.T) {
 			if _, err := os.Stat(tc.bin); err != nil {
-				t.Skipf("%s: %v", tc.bin, err)
+				testenv.Missing(t, "%s is missing (%v): Debian's busybox-static and coreutils install it", tc.bin, err)
 			}
 			libs, err := sharedLibraries(tc.bin)
 			if err != nil {
