@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/nixoci/nixoci/pkg/image"
@@ -76,6 +77,7 @@ Example:
 				return err
 			}
 			o.Created = t
+			o.Log = logrus.StandardLogger()
 			return o.Validate()
 		},
 		Action: func(c *cli.Context) error {
@@ -84,8 +86,7 @@ Example:
 				return err
 			}
 			l := res.Layers.Layers[0]
-			fmt.Fprintf(c.App.ErrWriter, "run-as-root: layer %s (%d bytes uncompressed), VM %v under %s\n",
-				l.DiffID, l.UncompressedSize, res.VMTime.Round(time.Millisecond), res.Accel)
+			fmt.Fprintf(c.App.ErrWriter, "run-as-root: layer %s (%d bytes uncompressed), %s\n", l.DiffID, l.UncompressedSize, res.Summary())
 			return nil
 		},
 	})

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/klauspost/compress/gzip"
@@ -360,7 +361,8 @@ func TestValidate(t *testing.T) {
 		{"no modules", func(o *Options) { o.Modules = "" }, "vmModules"},
 		{"no qemu", func(o *Options) { o.Qemu = "" }, "qemu"},
 		{"small memory", func(o *Options) { o.MemoryMiB = 64 }, "buildVMMemorySize"},
-		{"bad accel", func(o *Options) { o.Accel = "hvf" }, "accel"},
+		{"bad accel", func(o *Options) { o.Accel = "hvf" }, "runAsRootAccel, --accel"},
+		{"negative KVM boot deadline", func(o *Options) { o.KVMBootDeadline = -time.Second }, "--kvm-boot-deadline"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
