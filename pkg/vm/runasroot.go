@@ -211,11 +211,11 @@ func (o *Options) defaults() {
 func (o *Options) Validate() error {
 	switch {
 	case o.Image == "" && len(o.Layers) == 0:
-		return errors.New("runAsRoot: give the image (--image) or its layers (--layers) the script runs on")
+		return errors.New("runAsRoot: give the image the script runs on (Image, --image) or its layers (Layers, --layers)")
 	case o.Script == "":
-		return errors.New("runAsRoot: give the script file (--script)")
+		return errors.New("runAsRoot: give the script file (Script, --script; runAsRoot in buildImage)")
 	case o.Output == "":
-		return errors.New("runAsRoot: give the output directory (-o)")
+		return errors.New("runAsRoot: give the output directory (Output, -o)")
 	case o.Kernel == "":
 		return newError(ErrMissing, "runAsRoot: give the kernel to boot (vmKernel, --kernel)")
 	case o.Modules == "":
@@ -225,7 +225,7 @@ func (o *Options) Validate() error {
 	case o.DiskSizeMiB < 0 || o.MemoryMiB < 0 || o.Timeout < 0:
 		return errors.New("runAsRoot: diskSize, buildVMMemorySize and runAsRootTimeout must not be negative")
 	case o.KVMBootDeadline < 0:
-		return fmt.Errorf("runAsRoot: the KVM boot deadline (--kvm-boot-deadline) is %v; it must not be negative", o.KVMBootDeadline)
+		return fmt.Errorf("runAsRoot: the KVM boot deadline (KVMBootDeadline, --kvm-boot-deadline) is %v; it must not be negative", o.KVMBootDeadline)
 	case o.MemoryMiB != 0 && o.MemoryMiB < 128:
 		return fmt.Errorf("runAsRoot: buildVMMemorySize (--memory) is %d MiB; the VM needs at least 128", o.MemoryMiB)
 	}
@@ -459,11 +459,11 @@ func (o *Options) checkFiles() error {
 	o.Qemu = q
 	if o.Init == "" {
 		if o.Init, err = os.Executable(); err != nil {
-			return fmt.Errorf("runAsRoot: finding this nixoci binary for the guest: %w (pass --init)", err)
+			return fmt.Errorf("runAsRoot: finding this nixoci binary for the guest: %w (give the guest init: Init, --init)", err)
 		}
 	}
 	if err := isELF(o.Init); err != nil {
-		return newError(ErrMissing, "runAsRoot: the guest init %s (--init) is not usable: %v", o.Init, err)
+		return newError(ErrMissing, "runAsRoot: the guest init %s (guestNixoci, --init) is not usable: %v", o.Init, err)
 	}
 	return nil
 }
