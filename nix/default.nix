@@ -50,6 +50,18 @@
   vmKernel ? null,
   vmModules ? null,
   qemu ? null,
+
+  # The default of buildImage's runAsRootAccel: the runAsRoot VM's
+  # accelerator, "auto" (KVM when /dev/kvm opens, falling back to TCG
+  # emulation, with one warning, when the VM does not come up under it),
+  # "kvm" (KVM or fail) or "tcg" (never tries KVM). Default: "auto".
+  runAsRootAccel ? "auto",
+
+  # The default of buildImage's requireKVM: true makes runAsRoot
+  # derivations require the "kvm" system feature (so only machines with KVM
+  # build them, and sandboxes give them /dev/kvm) and implies
+  # runAsRootAccel = "kvm". Default: false.
+  requireKVM ? false,
 }:
 let
   internal = import ./internal.nix { inherit nixoci system; };
@@ -84,6 +96,8 @@ let
       vmKernel
       vmModules
       qemu
+      runAsRootAccel
+      requireKVM
       ;
   };
 

@@ -162,6 +162,21 @@ in
       diskSize ? 1024,
       buildVMMemorySize ? 512,
       runAsRootTimeout ? 1800,
+
+      # runAsRoot: the VM's accelerator. "auto" uses KVM when /dev/kvm
+      # opens, and when the VM does not come up under it (qemu exits, or the
+      # guest does not report within 5 s) runs it again under TCG emulation,
+      # much slower, with one warning saying why; "kvm" fails instead of
+      # falling back; "tcg" never tries KVM. The build log names the one
+      # that ran. Default: the library's runAsRootAccel, "auto" unless the
+      # import says otherwise.
+      runAsRootAccel ? runAsRootLayer.defaults.runAsRootAccel,
+
+      # runAsRoot: true requires the "kvm" system feature (only machines
+      # with KVM build it; Nix sandboxes then give the builder /dev/kvm) and
+      # implies runAsRootAccel = "kvm". Default: the library's requireKVM,
+      # false unless the import says otherwise.
+      requireKVM ? runAsRootLayer.defaults.requireKVM,
     }:
     let
       fn = "buildImage";
@@ -269,6 +284,8 @@ in
               ;
             script = runAsRoot;
             timeout = runAsRootTimeout;
+            accel = runAsRootAccel;
+            inherit requireKVM;
           };
         in
         mkImage {

@@ -4,7 +4,8 @@
 # Imported by ./default.nix as
 #
 #   runAsRootLayer = import ./run-as-root.nix {
-#     inherit nixoci pkgs system internal runtimeShell vmKernel vmModules qemu;
+#     inherit nixoci pkgs system internal runtimeShell vmKernel vmModules qemu
+#       runAsRootAccel requireKVM;
 #   };
 #
 # TAKES (this file's arguments; null means "not given"):
@@ -34,10 +35,10 @@
 #                 into the VM with its ELF interpreter and libraries.
 #   shadow        (optional) the shadow package, for `shadowSetup`.
 #                 Default: `pkgs.shadow`.
-#   requireKVM    (optional, default false) true adds requiredSystemFeatures
-#                 = [ "kvm" ], so that Nix sandboxes give the builder /dev/kvm
-#                 and only machines with KVM build it. Without KVM the VM
-#                 still runs, under TCG emulation (much slower; one warning).
+#   runAsRootAccel (optional, default "auto") the default of the functor's
+#                 `accel` (buildImage's runAsRootAccel): "auto", "kvm" or "tcg".
+#   requireKVM    (optional, default false) the default of the functor's
+#                 `requireKVM` (buildImage's requireKVM).
 #
 # RETURNS a callable attribute set (a functor):
 #
@@ -50,7 +51,20 @@
 #     compression;        "gzip", "zstd" or "none"
 #     diskSize;           MiB of scratch space for the changes
 #     buildVMMemorySize;  MiB of VM memory
-#     timeout;            seconds the VM may run
+#     timeout;            seconds the VM may run (a KVM attempt included)
+#     accel ? runAsRootAccel;
+#                         the VM's accelerator. "auto": KVM when /dev/kvm
+#                         opens; when the VM does not come up under it
+#                         (qemu exits, or the guest init does not report
+#                         within 5 s) it runs again under TCG emulation, much
+#                         slower, with one warning saying why. "kvm": KVM or
+#                         fail, naming qemu's message or the missing boot
+#                         report. "tcg": never tries KVM.
+#     requireKVM ? requireKVM;
+#                         true adds requiredSystemFeatures = [ "kvm" ], so
+#                         that only machines with KVM build it and Nix
+#                         sandboxes give the builder /dev/kvm, and implies
+#                         accel "kvm" ("tcg" with it is an error).
 #   }
 #
 #   gives a derivation whose output is a directory holding `layer.tar` (the
@@ -64,6 +78,9 @@
 #   too small, with the script's output when it exits non-zero, and with
 #   the VM console's last lines when the VM does not boot.
 #
+#   The build log says in one line which accelerator the VM ran under and
+#   its wall time.
+#
 #   and, as attributes of the functor:
 #     shadowSetup   shell text for the start of a runAsRoot script: puts
 #                   shadow's useradd/groupadd/... first in PATH and creates
@@ -72,6 +89,8 @@
 #                   when the image has none. Needs `shadow` or `pkgs`.
 #     vmParts       { vmKernel; vmModules; qemu; guestInit; } as resolved
 #                   (each null when missing), for inspection and tests.
+#     defaults      { runAsRootAccel; requireKVM; } as imported, checked:
+#                   buildImage's defaults for its arguments of those names.
 {
   nixoci,
   pkgs ? null,
@@ -83,9 +102,39 @@
   qemu ? null,
   guestNixoci ? null,
   shadow ? (if pkgs != null then pkgs.shadow else null),
+  runAsRootAccel ? "auto",
   requireKVM ? false,
 }:
 let
+  accels = [
+    "auto"
+    "kvm"
+    "tcg"
+  ];
+
+  # Checks accel and requireKVM; fn names the function they were given to.
+  checkAccel =
+    fn: accelArg: accel: requireKVM:
+    (
+      builtins.elem accel accels
+      || throw "${fn}: ${accelArg} must be \"auto\", \"kvm\" or \"tcg\", not ${internal.describe accel}"
+    )
+    && (
+      builtins.isBool requireKVM
+      || throw "${fn}: requireKVM must be true or false, not ${internal.describe requireKVM}"
+    )
+    && (
+      !(requireKVM && accel == "tcg")
+      || throw "${fn}: requireKVM = true needs KVM, so ${accelArg} must be \"auto\" or \"kvm\", not \"tcg\""
+    );
+
+  # The import's defaults for buildImage, checked when used.
+  defaults =
+    assert checkAccel "nixoci (import ./nix)" "runAsRootAccel" runAsRootAccel requireKVM;
+    {
+      inherit runAsRootAccel requireKVM;
+    };
+
   cpu = builtins.head (builtins.split "-" system);
 
   kernelPath =
@@ -145,6 +194,8 @@ let
       diskSize ? 1024,
       buildVMMemorySize ? 512,
       timeout ? 1800,
+      accel ? defaults.runAsRootAccel,
+      requireKVM ? defaults.requireKVM,
     }:
     let
       checked =
@@ -163,7 +214,8 @@ let
         && (
           builtins.isInt timeout && timeout >= 1
           || throw "nixoci.buildImage: runAsRootTimeout must be a positive integer (seconds), not ${internal.describe timeout}"
-        );
+        )
+        && checkAccel "nixoci.buildImage" "runAsRootAccel" accel requireKVM;
       # Store paths the script (and its shell) mention: their closures are
       # shown under /nix/store in the VM.
       roots = internal.storePathsIn (script + " " + shellPath);
@@ -190,6 +242,7 @@ let
           ;
         shell = shellPath;
         runAsRootTimeout = timeout;
+        accel = if requireKVM then "kvm" else accel;
         vmKernel = need kernelPath "vmKernel" "a kernel image file (vmKernel)";
         vmModules = need modulesPath "vmModules" "the kernel's module directory, the one holding modules.dep (vmModules)";
         qemu = need qemuPath "qemu" "a qemu-system-* binary (qemu)";
@@ -227,7 +280,7 @@ let
 in
 {
   __functor = _self: mkLayer;
-  inherit shadowSetup;
+  inherit shadowSetup defaults;
   vmParts = {
     vmKernel = kernelPath;
     vmModules = modulesPath;

@@ -22,6 +22,9 @@ func Init() bool {
 	if os.Getpid() != 1 || os.Getenv(wire.GuestEnv) != "1" {
 		return false
 	}
+	// The host waits for this line to know the VM booted (and falls back
+	// from KVM to TCG when it does not come).
+	fmt.Fprintln(os.Stderr, wire.BootMarker)
 	g := &guest{console: os.Stderr, start: time.Now(), timings: map[string]int64{}}
 	g.main()
 	powerOff()

@@ -13,13 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-)
 
-// ModulesDir is where the initramfs holds the kernel modules to load, with
-// ModulesOrder listing their file names in load order.
-const (
-	ModulesDir   = "/modules"
-	ModulesOrder = "order"
+	"github.com/nixoci/nixoci/pkg/vm/wire"
 )
 
 type mount struct {
@@ -55,7 +50,7 @@ func mountBase() error {
 // loadModules loads the modules the initramfs lists, in order. A module
 // already loaded is fine.
 func loadModules() (int, error) {
-	order, err := os.ReadFile(filepath.Join(ModulesDir, ModulesOrder))
+	order, err := os.ReadFile(filepath.Join(wire.ModulesDir, wire.ModulesOrder))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
@@ -64,7 +59,7 @@ func loadModules() (int, error) {
 	}
 	n := 0
 	for _, name := range strings.Fields(string(order)) {
-		if err := loadModule(filepath.Join(ModulesDir, name)); err != nil {
+		if err := loadModule(filepath.Join(wire.ModulesDir, name)); err != nil {
 			return n, err
 		}
 		n++

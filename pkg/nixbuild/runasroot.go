@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/nixoci/nixoci/pkg/vm"
 )
 
@@ -80,6 +82,10 @@ func runAsRoot(ctx context.Context, a *Attrs, tmp string) error {
 		Accel:       ra.Accel,
 		Output:      out,
 		TempDir:     tmp,
+		// nix-build runs under pkg/commands, which set the standard logger
+		// up: its warnings (the KVM fallback, /nix/store writes) go to the
+		// build log, and --debug adds the VM console.
+		Log: logrus.StandardLogger(),
 	}
 	for _, p := range ra.ScriptClosure {
 		o.StorePaths = append(o.StorePaths, p.Path)
@@ -87,6 +93,10 @@ func runAsRoot(ctx context.Context, a *Attrs, tmp string) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	_, err = vm.Run(ctx, o)
-	return err
+	res, err := vm.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "runAsRoot: %s\n", res.Summary())
+	return nil
 }

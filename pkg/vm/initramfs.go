@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/nixoci/nixoci/pkg/guest"
+	"github.com/nixoci/nixoci/pkg/vm/wire"
 )
 
 // writeInitramfs writes the guest's initramfs to w: /init is the nixoci
@@ -37,7 +37,7 @@ func writeInitramfs(w io.Writer, initBin string, modules []Module) error {
 			return err
 		}
 	}
-	c.Dir(guest.ModulesDir)
+	c.Dir(wire.ModulesDir)
 	var order []string
 	for _, m := range modules {
 		data, err := openModule(m.File)
@@ -45,11 +45,11 @@ func writeInitramfs(w io.Writer, initBin string, modules []Module) error {
 			return err
 		}
 		name := m.Name + ".ko"
-		c.File(path.Join(guest.ModulesDir, name), 0o644, bytes.NewReader(data), int64(len(data)))
+		c.File(path.Join(wire.ModulesDir, name), 0o644, bytes.NewReader(data), int64(len(data)))
 		order = append(order, name)
 	}
 	list := strings.Join(order, "\n") + "\n"
-	c.File(path.Join(guest.ModulesDir, guest.ModulesOrder), 0o644, strings.NewReader(list), int64(len(list)))
+	c.File(path.Join(wire.ModulesDir, wire.ModulesOrder), 0o644, strings.NewReader(list), int64(len(list)))
 	return c.Close()
 }
 

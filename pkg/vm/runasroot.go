@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,14 @@ const (
 	DefaultDiskSizeMiB = 1024
 	DefaultMemoryMiB   = 512
 	DefaultTimeout     = 30 * time.Minute
+	// DefaultKVMBootDeadline is how long the guest init has, under KVM, to
+	// report that it is up (wire.BootMarker) before qemu is killed and, with
+	// AccelAuto, the VM runs again under TCG. A KVM boot takes about a
+	// second, so 5 s leaves room for a loaded host; a broken KVM never
+	// gets there (the one seen hangs for good after "Probing EDD"). Falling
+	// back costs at most this long, less than the TCG boot that follows
+	// (4–12 s to the init on the 2-core CI machine).
+	DefaultKVMBootDeadline = 5 * time.Second
 	// DefaultPath is the script's PATH when the image's config sets none.
 	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	// LayerFile and LayersFile are the names of the outputs in Options.Output.
@@ -49,6 +58,9 @@ var (
 	ErrVMFailed = errors.New("runAsRoot VM failed")
 	// ErrMissing: a required file or program (kernel, qemu, init) is missing.
 	ErrMissing = errors.New("runAsRoot requirement missing")
+	// ErrKVM: AccelKVM was asked for, but /dev/kvm cannot be opened, or
+	// the VM did not come up under KVM.
+	ErrKVM = errors.New("runAsRoot VM cannot run under KVM")
 )
 
 // Error is a runAsRoot failure: Msg is the whole message (with the
@@ -108,30 +120,68 @@ type Options struct {
 	Created *time.Time
 	// Compression of the layer's blob: "gzip" (default), "zstd", "none".
 	Compression string
-	// Accel is AccelAuto (default: KVM when /dev/kvm is usable, else TCG),
-	// AccelKVM or AccelTCG.
+	// Accel is AccelAuto (default), AccelKVM or AccelTCG. AccelAuto tries
+	// KVM when /dev/kvm opens, and runs the VM again under TCG, with one
+	// warning saying why, when qemu exits or the guest init does not report
+	// that it is up within KVMBootDeadline; without /dev/kvm it runs TCG at
+	// once. AccelKVM never falls back: it fails with ErrKVM instead.
+	// AccelTCG never tries KVM.
 	Accel string
+	// KVMBootDeadline is how long the guest init has to come up under KVM.
+	// Default: DefaultKVMBootDeadline.
+	KVMBootDeadline time.Duration
 	// Output is the directory receiving LayerFile and LayersFile.
 	Output string
 	// TempDir holds the VM's disks while it runs. Default: os.TempDir().
 	TempDir string
-	// Log receives debug lines (the VM console) and warnings. Default:
-	// logrus' standard logger.
+	// Log receives debug lines (the VM console) and warnings (the KVM
+	// fallback, writes under /nix/store). Default: discarded.
 	Log logrus.FieldLogger
+
+	// kvmDevice is the device whose opening tells AccelAuto that KVM may
+	// work. Default: /dev/kvm. Tests set it to reach the KVM path (with a
+	// stand-in qemu) on hosts without KVM.
+	kvmDevice string
 }
 
 // Result tells what Run did.
 type Result struct {
 	// Layers is what was written to Output/layers.json.
 	Layers *descriptor.Layers
-	// Accel is the accelerator used (kvm or tcg).
+	// Accel is the accelerator the VM ran under (kvm or tcg).
 	Accel string
-	// VMTime is the VM's wall time, boot to power-off.
+	// VMTime is the VM's wall time, boot to power-off, under Accel.
 	VMTime time.Duration
+	// BootTime is how long after qemu started the guest init reported
+	// that it was up.
+	BootTime time.Duration
+	// KVMFallback, when not empty, says why the VM did not come up under
+	// KVM and ran again under TCG (AccelAuto only); KVMTime is what the
+	// KVM attempt cost.
+	KVMFallback string
+	KVMTime     time.Duration
 	// GuestTimings are the guest's steps in milliseconds.
 	GuestTimings map[string]int64
 	// StoreWrites are the /nix/store paths the script changed (left out).
 	StoreWrites []string
+}
+
+// Summary is the one line front-ends print about the VM: the accelerator
+// it ran under and its wall time, and the KVM attempt's cost when it fell
+// back (the warning logged then says why).
+func (r *Result) Summary() string {
+	s := fmt.Sprintf("VM %v under %s", r.VMTime.Round(time.Millisecond), r.Accel)
+	if r.KVMFallback != "" {
+		s += fmt.Sprintf(", after %v trying KVM, where it did not come up", r.KVMTime.Round(time.Millisecond))
+	}
+	return s
+}
+
+// discardLogger is Options.Log's default.
+func discardLogger() logrus.FieldLogger {
+	l := logrus.New()
+	l.Out = io.Discard
+	return l
 }
 
 func (o *Options) defaults() {
@@ -150,8 +200,11 @@ func (o *Options) defaults() {
 	if o.Accel == "" {
 		o.Accel = AccelAuto
 	}
+	if o.KVMBootDeadline == 0 {
+		o.KVMBootDeadline = DefaultKVMBootDeadline
+	}
 	if o.Log == nil {
-		o.Log = logrus.StandardLogger()
+		o.Log = discardLogger()
 	}
 }
 
@@ -159,11 +212,11 @@ func (o *Options) defaults() {
 func (o *Options) Validate() error {
 	switch {
 	case o.Image == "" && len(o.Layers) == 0:
-		return errors.New("runAsRoot: give the image (--image) or its layers (--layers) the script runs on")
+		return errors.New("runAsRoot: give the image the script runs on (Image, --image) or its layers (Layers, --layers)")
 	case o.Script == "":
-		return errors.New("runAsRoot: give the script file (--script)")
+		return errors.New("runAsRoot: give the script file (Script, --script; runAsRoot in buildImage)")
 	case o.Output == "":
-		return errors.New("runAsRoot: give the output directory (-o)")
+		return errors.New("runAsRoot: give the output directory (Output, -o)")
 	case o.Kernel == "":
 		return newError(ErrMissing, "runAsRoot: give the kernel to boot (vmKernel, --kernel)")
 	case o.Modules == "":
@@ -172,13 +225,15 @@ func (o *Options) Validate() error {
 		return newError(ErrMissing, "runAsRoot: give the qemu-system binary (qemu, --qemu)")
 	case o.DiskSizeMiB < 0 || o.MemoryMiB < 0 || o.Timeout < 0:
 		return errors.New("runAsRoot: diskSize, buildVMMemorySize and runAsRootTimeout must not be negative")
+	case o.KVMBootDeadline < 0:
+		return fmt.Errorf("runAsRoot: the KVM boot deadline (KVMBootDeadline, --kvm-boot-deadline) is %v; it must not be negative", o.KVMBootDeadline)
 	case o.MemoryMiB != 0 && o.MemoryMiB < 128:
 		return fmt.Errorf("runAsRoot: buildVMMemorySize (--memory) is %d MiB; the VM needs at least 128", o.MemoryMiB)
 	}
 	switch o.Accel {
 	case "", AccelAuto, AccelKVM, AccelTCG:
 	default:
-		return fmt.Errorf("runAsRoot: accel must be auto, kvm or tcg, not %q", o.Accel)
+		return fmt.Errorf("runAsRoot: the accelerator (runAsRootAccel, --accel) must be auto, kvm or tcg, not %q", o.Accel)
 	}
 	return nil
 }
@@ -211,14 +266,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	accel := o.Accel
-	if accel == AccelAuto {
-		accel = AccelTCG
-		if kvmUsable() {
-			accel = AccelKVM
-		} else {
-			o.Log.Warnf("runAsRoot: /dev/kvm is not usable, so the VM runs under TCG emulation, which is much slower")
-		}
+	accel, err := o.firstAccel()
+	if err != nil {
+		return nil, err
 	}
 
 	tmp, err := os.MkdirTemp(o.TempDir, "nixoci-vm-")
@@ -250,13 +300,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	output := filepath.Join(tmp, "output.raw")
-	if err := createSparse(output, job.OutputSize, []byte(wire.MagicEmpty)); err != nil {
-		return nil, err
-	}
 	// Swap backs the tmpfs trees (image, closure, scratch) beyond memory.
 	swapSize := (job.LowerMiB + o.DiskSizeMiB + 32) * mib
 	swap := filepath.Join(tmp, "swap.raw")
-	if err := createSparse(swap, swapSize, swapHeader(swapSize)); err != nil {
+	// scratch makes the disks the guest writes, afresh for each boot.
+	scratch := func() error {
+		if err := createSparse(output, job.OutputSize, []byte(wire.MagicEmpty)); err != nil {
+			return err
+		}
+		return createSparse(swap, swapSize, swapHeader(swapSize))
+	}
+	if err := scratch(); err != nil {
 		return nil, err
 	}
 	initrd := filepath.Join(tmp, "initrd.cpio")
@@ -276,20 +330,50 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			{file: output, serial: wire.SerialOutput},
 			{file: swap, serial: wire.SerialSwap},
 		},
-		timeout: o.Timeout,
-		log:     o.Log,
+		log: o.Log,
 	}
-	start := time.Now()
-	console, err := m.run(ctx)
-	vmTime := time.Since(start)
-	o.Log.Debugf("runAsRoot: VM ran %v under %s", vmTime.Round(time.Millisecond), accel)
+	// The time limit covers a KVM attempt and the TCG run after it.
+	deadline := time.Now().Add(o.Timeout)
+	boot := func() (*runReport, time.Duration, error) {
+		m.accel, m.bootDeadline, m.timeout = accel, 0, time.Until(deadline)
+		if accel == AccelKVM {
+			m.bootDeadline = o.KVMBootDeadline
+		}
+		start := time.Now()
+		rep, err := m.run(ctx)
+		took := time.Since(start)
+		o.Log.Debugf("runAsRoot: VM ran %v under %s (guest init up: %v, after %v)", took.Round(time.Millisecond), accel, rep.up, rep.upAfter.Round(time.Millisecond))
+		return rep, took, err
+	}
+	rep, vmTime, err := boot()
+	var fallback string
+	var kvmTime time.Duration
+	if why := kvmFailure(accel, o.KVMBootDeadline, rep, err); why != "" && ctx.Err() == nil {
+		if o.Accel == AccelKVM {
+			return nil, newError(ErrKVM, "runAsRoot: the VM did not come up under KVM (runAsRootAccel \"kvm\", --accel kvm): %s. Use \"auto\" to fall back to TCG emulation where KVM does not work, or \"tcg\". Last console lines:\n%s", why, indent(rep.console))
+		}
+		o.Log.Warnf("runAsRoot: the VM did not come up under KVM: %s. It runs again under TCG emulation, which is much slower; runAsRootAccel \"tcg\" (--accel tcg) skips the KVM attempt", why)
+		fallback, kvmTime, accel = why, vmTime, AccelTCG
+		if err := scratch(); err != nil {
+			return nil, err
+		}
+		rep, vmTime, err = boot()
+	}
+	after := ""
+	if fallback != "" {
+		after = " (after falling back from KVM)"
+	}
 	if errors.Is(err, ErrTimeout) {
-		return nil, newError(ErrTimeout, "runAsRoot: the VM did not finish within runAsRootTimeout (--timeout) of %v; increase it if the script needs longer. Last console lines:\n%s", o.Timeout, indent(console))
+		return nil, newError(ErrTimeout, "runAsRoot: the VM did not finish within runAsRootTimeout (--timeout) of %v%s; increase it if the script needs longer. Last console lines:\n%s", o.Timeout, after, indent(rep.console))
 	}
 	if err != nil {
-		return nil, &Error{Kind: ErrVMFailed, Msg: fmt.Sprintf("runAsRoot: the VM did not run: %v. Last console lines:\n%s", err, indent(console))}
+		started := "the guest init started"
+		if !rep.up {
+			started = "the guest init never started (is the kernel, vmKernel or --kernel, one qemu can boot?)"
+		}
+		return nil, &Error{Kind: ErrVMFailed, Msg: fmt.Sprintf("runAsRoot: the VM did not run%s: %v; %s. Last console lines:\n%s", after, err, started, indent(rep.console))}
 	}
-	res, err := o.readResult(output, console)
+	res, err := o.readResult(output, rep)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +393,53 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Layers: ls, Accel: accel, VMTime: vmTime, GuestTimings: res.Timings, StoreWrites: res.StoreWrites}, nil
+	return &Result{Layers: ls, Accel: accel, VMTime: vmTime, BootTime: rep.upAfter, KVMFallback: fallback, KVMTime: kvmTime, GuestTimings: res.Timings, StoreWrites: res.StoreWrites}, nil
+}
+
+// firstAccel returns the accelerator to boot with first. AccelAuto without
+// a usable /dev/kvm warns and gives TCG; AccelKVM without one fails.
+func (o *Options) firstAccel() (string, error) {
+	switch o.Accel {
+	case AccelTCG:
+		return AccelTCG, nil
+	case AccelKVM:
+		if err := kvmUsable(o.kvmDevice); err != nil {
+			return "", newError(ErrKVM, "runAsRoot: runAsRootAccel \"kvm\" (--accel kvm) needs KVM, but %v. In a sandboxed Nix build, requireKVM = true gives the builder /dev/kvm; or use \"auto\" or \"tcg\"", err)
+		}
+		return AccelKVM, nil
+	}
+	if err := kvmUsable(o.kvmDevice); err != nil {
+		o.Log.Warnf("runAsRoot: KVM is not usable (%v), so the VM runs under TCG emulation, which is much slower", err)
+		return AccelTCG, nil
+	}
+	return AccelKVM, nil
+}
+
+// kvmFailure says why a boot under KVM did not come up, or returns "" when
+// it did (or was not under KVM, or failed for a reason a TCG run would
+// share, such as the time limit or a qemu that does not start).
+func kvmFailure(accel string, deadline time.Duration, rep *runReport, err error) string {
+	if accel != AccelKVM || rep.up {
+		return ""
+	}
+	last := "(none)"
+	if n := len(rep.console); n > 0 {
+		quoted := make([]string, 0, 3)
+		for _, l := range rep.console[max(0, n-3):] {
+			quoted = append(quoted, strconv.Quote(l))
+		}
+		last = strings.Join(quoted, ", ")
+	}
+	var exit *exec.ExitError
+	switch {
+	case errors.Is(err, errNoBootReport):
+		return fmt.Sprintf("the guest init did not report that it was up within the KVM boot deadline of %v, so qemu was stopped; the console's last lines: %s", deadline, last)
+	case err == nil:
+		return "qemu exited before the guest init started; its last lines: " + last
+	case errors.As(err, &exit):
+		return fmt.Sprintf("qemu exited (%v) before the guest init started; its last lines: %s", exit, last)
+	}
+	return ""
 }
 
 // checkFiles checks that the kernel, qemu, module directory and init exist.
@@ -330,11 +460,11 @@ func (o *Options) checkFiles() error {
 	o.Qemu = q
 	if o.Init == "" {
 		if o.Init, err = os.Executable(); err != nil {
-			return fmt.Errorf("runAsRoot: finding this nixoci binary for the guest: %w (pass --init)", err)
+			return fmt.Errorf("runAsRoot: finding this nixoci binary for the guest: %w (give the guest init: Init, --init)", err)
 		}
 	}
 	if err := isELF(o.Init); err != nil {
-		return newError(ErrMissing, "runAsRoot: the guest init %s (--init) is not usable: %v", o.Init, err)
+		return newError(ErrMissing, "runAsRoot: the guest init %s (guestNixoci, --init) is not usable: %v", o.Init, err)
 	}
 	return nil
 }
@@ -399,7 +529,8 @@ func (o *Options) writeInitrd(file string, modules []Module) error {
 }
 
 // readResult reads the guest's result and turns failures into errors.
-func (o *Options) readResult(output string, console []string) (*wire.Result, error) {
+func (o *Options) readResult(output string, rep *runReport) (*wire.Result, error) {
+	console := rep.console
 	f, err := os.Open(output)
 	if err != nil {
 		return nil, fmt.Errorf("reading VM output disk: %w", err)
@@ -415,7 +546,11 @@ func (o *Options) readResult(output string, console []string) (*wire.Result, err
 		} else {
 			err = ErrVMFailed
 		}
-		return nil, newError(err, "runAsRoot: the VM stopped before the guest reported a result (did the kernel boot?).%s Last console lines:\n%s", hint, indent(console))
+		started := "the guest init started"
+		if !rep.up {
+			started = "the guest init never started (is the kernel, vmKernel or --kernel, one qemu can boot?)"
+		}
+		return nil, newError(err, "runAsRoot: the VM stopped before the guest reported a result; %s.%s Last console lines:\n%s", started, hint, indent(console))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("runAsRoot: VM output disk: %w", err)

@@ -10,14 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
-	"github.com/nixoci/nixoci/pkg/guest"
 	"github.com/nixoci/nixoci/pkg/vm/wire"
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
 // cpioEntry is one entry of a newc archive, parsed independently of cpio.go.
@@ -283,11 +284,11 @@ func TestInitramfs(t *testing.T) {
 	if e := entries["dev/console"]; e.mode != cpioChr|0o600 || e.major != 5 || e.minor != 1 {
 		t.Errorf("dev/console = %+v", e)
 	}
-	modDir := strings.TrimPrefix(guest.ModulesDir, "/")
+	modDir := strings.TrimPrefix(wire.ModulesDir, "/")
 	if e := entries[modDir+"/virtio.ko"]; e.data != string(fakeELF) {
 		t.Errorf("module virtio.ko = %q, want it decompressed", e.data)
 	}
-	if e := entries[modDir+"/"+guest.ModulesOrder]; e.data != "virtio.ko\n" {
+	if e := entries[modDir+"/"+wire.ModulesOrder]; e.data != "virtio.ko\n" {
 		t.Errorf("module order = %q", e.data)
 	}
 	libs, err := sharedLibraries(exe)
@@ -308,7 +309,7 @@ func TestSharedLibraries(t *testing.T) {
 	}{{"/bin/busybox", false}, {"/bin/ls", true}} {
 		t.Run(tc.bin, func(t *testing.T) {
 			if _, err := os.Stat(tc.bin); err != nil {
-				t.Skipf("%s: %v", tc.bin, err)
+				testenv.Missing(t, "%s is missing (%v): Debian's busybox-static and coreutils install it", tc.bin, err)
 			}
 			libs, err := sharedLibraries(tc.bin)
 			if err != nil {
@@ -360,7 +361,8 @@ func TestValidate(t *testing.T) {
 		{"no modules", func(o *Options) { o.Modules = "" }, "vmModules"},
 		{"no qemu", func(o *Options) { o.Qemu = "" }, "qemu"},
 		{"small memory", func(o *Options) { o.MemoryMiB = 64 }, "buildVMMemorySize"},
-		{"bad accel", func(o *Options) { o.Accel = "hvf" }, "accel"},
+		{"bad accel", func(o *Options) { o.Accel = "hvf" }, "runAsRootAccel, --accel"},
+		{"negative KVM boot deadline", func(o *Options) { o.KVMBootDeadline = -time.Second }, "--kvm-boot-deadline"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,7 +4,9 @@ package vm
 //   - qemu-system-x86 (qemu-system-x86_64) and linux-image-cloud-amd64 (a
 //     kernel in /boot with its modules in /lib/modules/VERSION); or set
 //     NIXOCI_TEST_VM_KERNEL and NIXOCI_TEST_VM_MODULES. No KVM is needed:
-//     without /dev/kvm the VM runs under TCG.
+//     without /dev/kvm, or with one that cannot boot a guest, the VM runs
+//     under TCG. Which of the three this host has is probed once, without
+//     nixoci (probeKVM), and the tests check that the right accelerator ran.
 //   - busybox-static (/bin/busybox) for the base image.
 //   - go, to build a static nixoci (CGO_ENABLED=0) used as host tool and as
 //     the VM's init; NIXOCI_TEST_NIXOCI may name a prebuilt static one.
@@ -18,12 +20,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -208,6 +213,114 @@ func noOutput(t *testing.T, out string) {
 	for _, f := range []string{"layer.tar", "layers.json"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
 			t.Errorf("a failed run left %s behind", filepath.Join(out, f))
+		}
+	}
+}
+
+// kvmHost is what this host's KVM can do, found without nixoci.
+type kvmHost struct {
+	// openErr is why /dev/kvm does not open read-write (nil when it does).
+	openErr error
+	// boots tells whether a kernel starts under -accel kvm -cpu host.
+	boots bool
+	// seen is the probe's last console lines, for messages.
+	seen string
+}
+
+// String describes the host for logs and skip messages.
+func (k kvmHost) String() string {
+	switch {
+	case k.openErr != nil:
+		return fmt.Sprintf("no usable /dev/kvm (%v)", k.openErr)
+	case k.boots:
+		return "KVM boots a kernel"
+	}
+	return fmt.Sprintf("/dev/kvm opens but KVM cannot boot a kernel (the probe's console ended with: %s)", k.seen)
+}
+
+// wantAccel is the accelerator `--accel auto` must end up with here.
+func (k kvmHost) wantAccel() string {
+	if k.openErr == nil && k.boots {
+		return "kvm"
+	}
+	return "tcg"
+}
+
+// kvmProbeTime bounds the probe: a kernel prints "Linux version" within a
+// second of starting under a working KVM; a broken one never does.
+const kvmProbeTime = 10 * time.Second
+
+var kvmProbe struct {
+	once sync.Once
+	host kvmHost
+}
+
+// probeKVM finds out, once, whether KVM works here: it boots the kernel
+// with qemu alone (no initramfs, so it panics and qemu exits) and looks for
+// the kernel's first line.
+func probeKVM(t *testing.T, parts vmParts) kvmHost {
+	t.Helper()
+	kvmProbe.once.Do(func() {
+		h := &kvmProbe.host
+		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+		if err != nil {
+			h.openErr = err
+			return
+		}
+		f.Close()
+		start := time.Now()
+		r := run(kvmProbeTime, parts.qemu, "-nographic", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nic", "none", "-nodefaults",
+			"-m", "256M", "-accel", "kvm", "-cpu", "host", "-kernel", parts.kernel, "-append", "console=ttyS0 panic=-1")
+		out := ansiEscape.ReplaceAllString(r.Stdout+r.Stderr, "")
+		h.boots = strings.Contains(out, "Linux version")
+		h.seen = strings.ReplaceAll(testenv.Tail(strings.TrimSpace(out), 3), "\n", " | ")
+		t.Logf("KVM probe (%v): %s", time.Since(start).Round(time.Millisecond), h)
+	})
+	return kvmProbe.host
+}
+
+// ansiEscape matches the terminal escapes the firmware prints.
+var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[A-Za-z]|[()][A-Za-z0-9]|[A-Za-z])|\r`)
+
+// vmSummary is run-as-root's (and the nix-build log's) line about the VM.
+var vmSummary = regexp.MustCompile(`VM (\S+) under (kvm|tcg)(, after (\S+) trying KVM)?`)
+
+// vmLine returns the VM summary line's accelerator, wall time and the KVM
+// attempt's time ("" when there was none); it fails the test without one.
+func vmLine(t *testing.T, stderr string) (accel, wall, kvmAttempt string) {
+	t.Helper()
+	m := vmSummary.FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("no \"VM … under kvm|tcg\" summary line in:\n%s", stderr)
+	}
+	if n := len(vmSummary.FindAllString(stderr, -1)); n != 1 {
+		t.Errorf("%d VM summary lines, want one:\n%s", n, stderr)
+	}
+	return m[2], m[1], m[4]
+}
+
+// checkAccel checks that an `--accel auto` run ended under the accelerator
+// this host calls for, with the one warning it calls for.
+func checkAccel(t *testing.T, host kvmHost, stderr string) {
+	t.Helper()
+	accel, _, kvmAttempt := vmLine(t, stderr)
+	if want := host.wantAccel(); accel != want {
+		t.Errorf("the VM ran under %s on a host where %s; want %s", accel, host, want)
+	}
+	fellBack := strings.Count(stderr, "did not come up under KVM")
+	notUsable := strings.Count(stderr, "KVM is not usable")
+	switch {
+	case host.openErr != nil:
+		if notUsable != 1 || fellBack != 0 || kvmAttempt != "" {
+			t.Errorf("without /dev/kvm: want one \"KVM is not usable\" warning and no KVM attempt:\n%s", stderr)
+		}
+	case host.boots:
+		if notUsable != 0 || fellBack != 0 || kvmAttempt != "" {
+			t.Errorf("with a working KVM: want no KVM warning:\n%s", stderr)
+		}
+	default:
+		if fellBack != 1 || notUsable != 0 || kvmAttempt == "" {
+			t.Errorf("with a KVM that cannot boot: want one fallback warning and the KVM attempt's time:\n%s", stderr)
 		}
 	}
 }

@@ -62,7 +62,14 @@ func TestRunAsRoot(t *testing.T) {
 		t.Fatalf("run-as-root: %v\n%s", r.Err, stderr)
 	}
 	t.Logf("run-as-root took %v; it said:\n%s", wall.Round(time.Millisecond), stderr)
-	fmt.Printf("runAsRoot VM wall time: %v (%s)\n", wall.Round(time.Millisecond), vmTimeLine(stderr))
+	host := probeKVM(t, parts)
+	accel, vmWall, kvmAttempt := vmLine(t, stderr)
+	fmt.Printf("runAsRoot (--accel auto; %s): ran under %s, VM wall time %s", host, accel, vmWall)
+	if kvmAttempt != "" {
+		fmt.Printf(" after %s trying KVM", kvmAttempt)
+	}
+	fmt.Printf("; whole run-as-root %v\n", wall.Round(time.Millisecond))
+	checkAccel(t, host, stderr)
 	if !strings.Contains(stderr, "/nix/store/junk") || strings.Count(stderr, "under /nix/store") != 1 {
 		t.Errorf("run-as-root stderr = %q, want one warning naming /nix/store/junk", stderr)
 	}
@@ -243,12 +250,4 @@ func checkUmoci(t *testing.T, image, bundle string) {
 	if !strings.Contains(string(passwd), "app:x:1000:1000:") || !strings.HasPrefix(string(passwd), "root:") {
 		t.Errorf("umoci: /etc/passwd = %q, want root and app", passwd)
 	}
-}
-
-// vmTimeLine picks the "VM ... under tcg" part of run-as-root's summary.
-func vmTimeLine(stderr string) string {
-	if m := regexp.MustCompile(`VM [0-9.]+m?s under \w+`).FindString(stderr); m != "" {
-		return m
-	}
-	return "no summary line"
 }

@@ -18,6 +18,21 @@ const (
 	SerialSwap   = "nixoci-swap"
 )
 
+// ModulesDir is where the initramfs holds the kernel modules the guest
+// loads, with ModulesOrder, a file in it, listing their file names in load
+// order, one a line.
+const (
+	ModulesDir   = "/modules"
+	ModulesOrder = "order"
+)
+
+// BootMarker is what the guest init prints on the serial console first
+// thing, before it does anything else. It tells the host that the kernel
+// booted and ran the init, so that a VM stuck in boot (a KVM that opens but
+// cannot run a guest) is told apart from a slow script. The kernel never
+// prints it: it is not on the kernel command line.
+const BootMarker = "nixoci-guest: init is up"
+
 // GuestEnv is the variable the kernel command line sets (as NAME=1) to tell
 // the nixoci binary that it runs as the VM's init.
 const GuestEnv = "NIXOCI_GUEST"
