@@ -9,8 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
+	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/vm"
 )
 
@@ -55,9 +54,9 @@ func runAsRoot(ctx context.Context, a *Attrs, tmp string) error {
 	// time, which was already fixed when the image was built.
 	var created *time.Time
 	if ra.Created != "" && ra.Created != "now" {
-		t, err := time.Parse(time.RFC3339, ra.Created)
+		t, err := image.ParseCreated(ra.Created, nil)
 		if err != nil {
-			return fmt.Errorf("created %q: give an RFC 3339 time such as 1970-01-01T00:00:01Z, or \"now\"", ra.Created)
+			return err
 		}
 		created = &t
 	}
@@ -82,10 +81,10 @@ func runAsRoot(ctx context.Context, a *Attrs, tmp string) error {
 		Accel:       ra.Accel,
 		Output:      out,
 		TempDir:     tmp,
-		// nix-build runs under pkg/commands, which set the standard logger
-		// up: its warnings (the KVM fallback, /nix/store writes) go to the
+		// The builder's logger (pkg/commands hands it the standard one):
+		// its warnings (the KVM fallback, /nix/store writes) go to the
 		// build log, and --debug adds the VM console.
-		Log: logrus.StandardLogger(),
+		Log: a.Log,
 	}
 	for _, p := range ra.ScriptClosure {
 		o.StorePaths = append(o.StorePaths, p.Path)

@@ -113,7 +113,7 @@ func writeBusyboxImage(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := &descriptor.Image{Name: "nixoci-test/vm-accel", Tag: "latest", Architecture: "amd64", OS: "linux", Layers: []descriptor.Layer{l}}
+	img := &descriptor.Image{Name: "nixoci-test/vm-accel", Tag: "latest", Architecture: "amd64", OS: "linux", Layers: []descriptor.Layer{l.(layer.Describer).Descriptor()}}
 	file := filepath.Join(dir, "image.json")
 	if err := descriptor.Write(file, img); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/nixoci/nixoci/pkg/compress"
 	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/vm"
 )
@@ -91,7 +92,7 @@ func (o *RunAsRootOptions) Validate() error {
 	if err := checkOneOf("--accel", o.Accel, []string{vm.AccelAuto, vm.AccelKVM, vm.AccelTCG}); err != nil {
 		return err
 	}
-	if err := checkOneOf("--compression", o.Compression, compressions); err != nil {
+	if err := checkOneOf("--compression", o.Compression, compress.Algorithms()); err != nil {
 		return err
 	}
 	if err := checkCreated(o.Created); err != nil {

@@ -72,7 +72,7 @@ func TestRunAsRootFlags(t *testing.T) {
 		{"default accel", nil, ""},
 		{"bad accel", []string{"--accel", "hvf"}, `--accel "hvf"`},
 		{"bad compression", []string{"--compression", "xz"}, `--compression "xz"`},
-		{"bad created", []string{"--created", "soon"}, `--created "soon"`},
+		{"bad created", []string{"--created", "soon"}, `--created: created time "soon"`},
 		{"negative deadline", []string{"--kvm-boot-deadline", "-1s"}, "--kvm-boot-deadline"},
 		{"small memory", []string{"--memory", "64"}, "buildVMMemorySize (--memory)"},
 		{"missing script", []string{"--script", filepath.Join(dir, "nope.sh")}, "--script " + filepath.Join(dir, "nope.sh")},
