@@ -3,8 +3,11 @@ package testenv
 import (
 	"context"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -284,6 +287,34 @@ func StartFaultRegistry(t testing.TB) (*FaultProxy, string) {
 	cfg.HTTP.Secret = "nixoci-test"
 	app := handlers.NewApp(context.Background(), cfg)
 	p := NewFaultProxy(app)
+	srv := httptest.NewServer(p)
+	t.Cleanup(func() {
+		p.Close()
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return p, strings.TrimPrefix(srv.URL, "http://")
+}
+
+// StartFaultProxy starts a FaultProxy in front of the registry at upstream
+// (HOST:PORT, plain HTTP), serving on 127.0.0.1, and returns it and its
+// HOST:PORT. The registry sees the proxy's address as the host, so the
+// upload locations it hands out lead back through the proxy. It stops
+// when the test ends. Use it where an in-process registry's logging
+// (logrus's standard logger) would flood the test's output.
+func StartFaultProxy(t testing.TB, upstream string) (*FaultProxy, string) {
+	t.Helper()
+	target := &url.URL{Scheme: "http", Host: upstream}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Host = r.In.Host
+		},
+		FlushInterval: -1,
+		// The cut and trickled bodies make it complain on every fault.
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	p := NewFaultProxy(rp)
 	srv := httptest.NewServer(p)
 	t.Cleanup(func() {
 		p.Close()
