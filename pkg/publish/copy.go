@@ -66,27 +66,35 @@ func Copy(ctx context.Context, src, dest string, opts Options) error {
 		return load(ctx, srcRef, destRef, srcSys, policy, opts)
 	}
 	c := &copier{opts: opts, src: srcRef, dest: destRef, srcSys: srcSys, destSys: destSys, policy: policy}
-	if watched(srcRef, destRef) {
-		c.stallTimeout = *opts.StallTimeout
+	retries := 0
+	if remote(srcRef, destRef) {
+		retries = *opts.RetryTimes
+		if watched(destRef) {
+			c.stallTimeout = *opts.StallTimeout
+		}
 	}
-	if err := retry(ctx, *opts.RetryTimes, opts.RetryDelay, opts.Log, c.attempt); err != nil {
+	if err := retry(ctx, retries, opts.RetryDelay, opts.Log, c.attempt); err != nil {
 		return explain(err, srcRef, destRef)
 	}
 	return nil
 }
 
-// watched tells whether the stall watchdog applies to a copy from src to
-// dest: a registry is on one side, and the destination is not one that
-// may work for long after the last byte (the Docker daemon loads the
-// archive after receiving it; containers-storage reports no progress for
-// partial pulls).
-func watched(src, dest types.ImageReference) bool {
-	reg := src.Transport().Name() == docker.Transport.Name() || dest.Transport().Name() == docker.Transport.Name()
+// remote tells whether a registry is on a side of the copy: only then can
+// a new attempt mend a failure, or a connection stall.
+func remote(src, dest types.ImageReference) bool {
+	return src.Transport().Name() == docker.Transport.Name() || dest.Transport().Name() == docker.Transport.Name()
+}
+
+// watched tells whether the stall watchdog applies to a remote copy to
+// dest: not to destinations that may work for long after the last byte
+// (the Docker daemon loads the archive after receiving it;
+// containers-storage reports no progress for partial pulls).
+func watched(dest types.ImageReference) bool {
 	switch dest.Transport().Name() {
 	case "docker-daemon", "containers-storage":
 		return false
 	}
-	return reg
+	return true
 }
 
 // copier is one copy with containers/image, tried once per attempt.

@@ -58,11 +58,12 @@ type Options struct {
 	// Debug also writes containers/image's own report lines (signature
 	// steps, manifest writing) to Progress when TTY is false.
 	Debug bool
-	// RetryTimes is how many times a copy that failed in a way a new
-	// attempt can mend (a registry answering 5xx or 429, a connection
-	// reset or closed early, a stall) is tried again, as skopeo's
-	// --retry-times. Blobs that arrived in an earlier attempt are not sent
-	// again. Nil is DefaultRetryTimes; 0 never retries.
+	// RetryTimes is how many times a copy from or to a registry that
+	// failed in a way a new attempt can mend (a registry answering 5xx or
+	// 429, a connection reset or closed early, a stall) is tried again, as
+	// skopeo's --retry-times. Blobs that arrived in an earlier attempt are
+	// not sent again. Nil is DefaultRetryTimes; 0 never retries. Copies
+	// between local transports are never retried.
 	RetryTimes *int
 	// RetryDelay is the wait before each retry. Zero waits 1s, 2s, 4s, …
 	// (doubling), as skopeo's --retry-delay.
