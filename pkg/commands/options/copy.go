@@ -81,7 +81,7 @@ func (o *CopyOptions) Flags() []cli.Flag {
 		&cli.UintFlag{Name: "image-parallel-copies", Usage: "copy at most `N` layers at once", DefaultText: "containers/image's default", Destination: &o.ImageParallelCopies},
 		&cli.StringSliceFlag{Name: "additional-tag", Usage: "also name the image `NAME:TAG` (docker-archive destinations; repeatable)", Destination: &o.AdditionalTags},
 		&cli.StringFlag{Name: "policy", Usage: "check signatures with policy `FILE` (default: accept any image)", Destination: &o.Policy},
-		&cli.IntFlag{Name: "retry-times", Usage: "retry a copy that failed in a way a new attempt can mend (a registry answering 5xx or 429, a connection reset or cut, a stall) at most `N` times; blobs that arrived are not sent again", Value: publish.DefaultRetryTimes, Destination: &o.RetryTimes},
+		&cli.IntFlag{Name: "retry-times", Usage: "retry a copy from or to a registry that failed in a way a new attempt can mend (a registry answering 5xx or 429, a connection reset or cut, a stall) at most `N` times; blobs that arrived are not sent again", Value: publish.DefaultRetryTimes, Destination: &o.RetryTimes},
 		&cli.DurationFlag{Name: "retry-delay", Usage: "wait `DURATION` before each retry", DefaultText: "1s, doubling at each retry", Destination: &o.RetryDelay},
 		&cli.DurationFlag{Name: "stall-timeout", Usage: fmt.Sprintf("fail (and retry) an attempt that for `DURATION` finishes no blob and moves less than %d bytes a second; 0 never does (only copies from or to a registry)", publish.StallRate), Value: publish.DefaultStallTimeout, Destination: &o.StallTimeout},
 	}
