@@ -35,5 +35,20 @@ go test -tags "$tags" -timeout 60m -count=1 $(go list ./... | grep -v '/tests/vm
 echo "== go test -v ./tests/vm (runAsRoot in a VM)"
 go test -tags "$tags" -timeout 30m -count=1 -v ./tests/vm
 
+echo "== fuzz"
+# Each target runs for a bounded time; a crasher fails the run and is kept
+# in the package's testdata/fuzz/<target>/ for `go test` to replay.
+fuzztime=${NIXOCI_FUZZTIME:-20s}
+for target in \
+	./pkg/closure:FuzzParseGraph \
+	./pkg/closure:FuzzPlan \
+	./pkg/closure:FuzzParsePerms \
+	./pkg/tarstream:FuzzNormalise \
+	./pkg/tarstream:FuzzHeader; do
+	pkg=${target%%:*} name=${target##*:}
+	echo "-- $name ($pkg, $fuzztime)"
+	go test -tags "$tags" -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" "$pkg"
+done
+
 echo "== benchmarks (bench/: ratios to sha256sum, peak RSS, push times)"
 go test -tags "$tags" -run '^$' -bench . -benchtime 1x -timeout 30m -count=1 ./bench/

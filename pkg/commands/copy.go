@@ -1,6 +1,10 @@
 package commands
 
 import (
+	"errors"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/nixoci/nixoci/pkg/commands/options"
@@ -21,7 +25,9 @@ docker://HOST/NAME:TAG, docker-daemon:NAME:TAG, containers-storage:NAME:TAG,
 oci:DIR:TAG, oci-archive:FILE:TAG, docker-archive:FILE:NAME:TAG, dir:DIR.
 
 On a terminal progress bars are drawn; otherwise one line per blob is printed,
-"skipped: already exists" for blobs the destination has.
+"skipped: already exists" for blobs the destination has. A copy that fails in a
+way a new attempt can mend is retried (--retry-times), and one that stalls ends
+(--stall-timeout); no manifest is written when one of its blobs failed.
 
 Examples:
    nixoci copy nix:./result docker://registry.example.com/app:v1
@@ -31,11 +37,15 @@ Examples:
 		Flags:  o.Flags(),
 		Before: options.Before(&o),
 		Action: func(c *cli.Context) error {
-			return publish.Copy(c.Context, o.Src, o.Dest, publish.Options{
+			srcCreds, destCreds, err := o.Credentials()
+			if err != nil {
+				return err
+			}
+			err = publish.Copy(c.Context, o.Src, o.Dest, publish.Options{
 				SrcTLSVerify:        optionalBool(o.SrcTLSVerify, o.SrcTLSVerifySet),
 				DestTLSVerify:       optionalBool(o.DestTLSVerify, o.DestTLSVerifySet),
-				SrcCreds:            o.SrcCreds,
-				DestCreds:           o.DestCreds,
+				SrcCreds:            srcCreds,
+				DestCreds:           destCreds,
 				AuthFile:            o.Authfile,
 				DestCompressFormat:  o.DestCompressFormat,
 				ImageParallelCopies: o.ImageParallelCopies,
@@ -44,7 +54,12 @@ Examples:
 				Progress:            o.Progress,
 				TTY:                 o.TTY,
 				Debug:               o.Debug,
+				RetryTimes:          &o.RetryTimes,
+				RetryDelay:          o.RetryDelay,
+				StallTimeout:        &o.StallTimeout,
+				Log:                 logrus.StandardLogger(),
 			})
+			return withFlagHint(err)
 		},
 	})
 }
@@ -55,4 +70,24 @@ func optionalBool(v, set bool) *bool {
 		return nil
 	}
 	return &v
+}
+
+// withFlagHint adds to a registry failure the flags of its side that fix
+// it: pkg/publish says what is wrong, only the CLI knows its flags.
+func withFlagHint(err error) error {
+	var re *publish.RegistryError
+	if !errors.As(err, &re) {
+		return err
+	}
+	side := "dest"
+	if re.Side == publish.Source {
+		side = "src"
+	}
+	switch {
+	case errors.Is(re.Kind, publish.ErrUnauthorized):
+		return fmt.Errorf("%w (give --%s-creds USER[:PASSWORD] or an --authfile entry for %s)", err, side, re.Registry)
+	case errors.Is(re.Kind, publish.ErrTLS):
+		return fmt.Errorf("%w (pass --%s-tls-verify=false for a registry without valid TLS)", err, side)
+	}
+	return err
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	digest "github.com/opencontainers/go-digest"
-	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/docker/reference"
 	cimage "go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/signature"
@@ -41,7 +40,23 @@ type Options struct {
 	// NoSkip sends every layer even when the daemon has it (for comparison
 	// and as the fallback when skipping is not possible).
 	NoSkip bool
+	// Log receives warnings (every layer is sent after all) and the
+	// daemon's own messages (Debugf); nil discards them.
+	Log Logger
 }
+
+// Logger receives what Load has to say besides its progress lines.
+// logrus's loggers satisfy it.
+type Logger interface {
+	Debugf(format string, args ...any)
+	Warnf(format string, args ...any)
+}
+
+// discard is the default Logger.
+type discard struct{}
+
+func (discard) Debugf(string, ...any) {}
+func (discard) Warnf(string, ...any)  {}
 
 // LayerStatus is what Load did with one layer of the image.
 type LayerStatus struct {
@@ -127,6 +142,10 @@ func load(ctx context.Context, cli daemon, srcRef types.ImageReference, tag refe
 	if progress == nil {
 		progress = io.Discard
 	}
+	log := opts.Log
+	if log == nil {
+		log = discard{}
+	}
 	info, err := cli.Info(ctx)
 	if err != nil {
 		return nil, daemonError(fmt.Sprintf("loading %s into docker", name), err)
@@ -139,7 +158,7 @@ func load(ctx context.Context, cli daemon, srcRef types.ImageReference, tag refe
 	skip := !opts.NoSkip
 	if skip {
 		if ok, why := skippingWorks(info); !ok {
-			logrus.Warnf("loading %s into docker: sending every layer: %s", name, why)
+			log.Warnf("loading %s into docker: sending every layer: %s", name, why)
 			skip = false
 		}
 	}
@@ -149,12 +168,12 @@ func load(ctx context.Context, cli daemon, srcRef types.ImageReference, tag refe
 			return nil, daemonError(fmt.Sprintf("loading %s into docker", name), err)
 		}
 	}
-	res, err := p.send(ctx, cli, tag, have, progress)
+	res, err := p.send(ctx, cli, tag, have, progress, log)
 	if err != nil && len(have) > 0 && isMissingFile(err) {
 		// An image that held a skipped layer was removed between the
 		// lookup and the load; send everything once more.
-		logrus.Warnf("loading %s into docker: the daemon lost a layer during the load, sending every layer: %v", name, err)
-		res, err = p.send(ctx, cli, tag, nil, progress)
+		log.Warnf("loading %s into docker: the daemon lost a layer during the load, sending every layer: %v", name, err)
+		res, err = p.send(ctx, cli, tag, nil, progress, log)
 	}
 	if err != nil {
 		return nil, daemonError(fmt.Sprintf("loading %s into docker as %s", name, reference.FamiliarString(tag)), err)
@@ -235,7 +254,7 @@ func isMissingFile(err error) bool {
 
 // send streams one docker-archive into the daemon, leaving out the layers
 // whose chain IDs are in have.
-func (p *plan) send(ctx context.Context, cli daemon, tag reference.NamedTagged, have map[digest.Digest]bool, progress io.Writer) (*Result, error) {
+func (p *plan) send(ctx context.Context, cli daemon, tag reference.NamedTagged, have map[digest.Digest]bool, progress io.Writer, log Logger) (*Result, error) {
 	res := &Result{ImageID: p.configID, Layers: append([]LayerStatus(nil), p.status...)}
 	for i := range res.Layers {
 		res.Layers[i].Skipped = have[res.Layers[i].ChainID]
@@ -258,7 +277,7 @@ func (p *plan) send(ctx context.Context, cli daemon, tag reference.NamedTagged, 
 		}
 		return nil, fmt.Errorf("sending the archive: %w", err)
 	}
-	derr := readLoadResponse(resp)
+	derr := readLoadResponse(resp, log)
 	pr.CloseWithError(errors.New("the daemon stopped reading"))
 	if werr := <-written; werr != nil {
 		return nil, werr
@@ -271,14 +290,14 @@ func (p *plan) send(ctx context.Context, cli daemon, tag reference.NamedTagged, 
 }
 
 // readLoadResponse drains the daemon's answer and returns the error it reports.
-func readLoadResponse(resp image.LoadResponse) error {
+func readLoadResponse(resp image.LoadResponse, log Logger) error {
 	defer resp.Body.Close()
 	if !resp.JSON {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		if err != nil {
 			return fmt.Errorf("reading the daemon's answer: %w", err)
 		}
-		logrus.Debugf("docker load: %s", body)
+		log.Debugf("docker load: %s", body)
 		return nil
 	}
 	dec := json.NewDecoder(resp.Body)
@@ -296,7 +315,7 @@ func readLoadResponse(resp image.LoadResponse) error {
 			return fmt.Errorf("the daemon refused the image: %s", m.ErrorText)
 		}
 		if m.Stream != "" {
-			logrus.Debugf("docker load: %s", strings.TrimSpace(m.Stream))
+			log.Debugf("docker load: %s", strings.TrimSpace(m.Stream))
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -22,6 +23,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
+
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
 func TestChainIDs(t *testing.T) {
@@ -138,7 +141,8 @@ func TestLoadSkipsWhatTheDaemonHas(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			var progress bytes.Buffer
-			res, err := load(ctx, &tc.daemon, ref, tag, Options{Progress: &progress, NoSkip: tc.noSkip})
+			var log recordLog
+			res, err := load(ctx, &tc.daemon, ref, tag, Options{Progress: &progress, NoSkip: tc.noSkip, Log: &log})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("load() error = %v, want one containing %q", err, tc.wantErr)
@@ -147,6 +151,15 @@ func TestLoadSkipsWhatTheDaemonHas(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatalf("load() = %v", err)
+			}
+			// What Load would have logged goes to its logger: the fallback
+			// to sending every layer as a warning, the daemon's messages
+			// as details.
+			if got, want := strings.Contains(log.String(), "warning: loading"), tc.daemon.containerd; got != want {
+				t.Errorf("warning logged = %v, want %v:\n%s", got, want, log.String())
+			}
+			if !strings.Contains(log.String(), "debug: docker load: Loaded image") {
+				t.Errorf("the daemon's answer was not logged as a detail:\n%s", log.String())
 			}
 			m := tc.daemon.manifest
 			if len(m) != 1 || len(m[0].Layers) != 3 {
@@ -197,15 +210,25 @@ func mustTag(t *testing.T, s string) reference.NamedTagged {
 	return nt
 }
 
+// recordLog is a Logger that keeps what it is told.
+type recordLog struct{ buf bytes.Buffer }
+
+func (l *recordLog) Debugf(format string, args ...any) {
+	fmt.Fprintf(&l.buf, "debug: "+format+"\n", args...)
+}
+
+func (l *recordLog) Warnf(format string, args ...any) {
+	fmt.Fprintf(&l.buf, "warning: "+format+"\n", args...)
+}
+
+func (l *recordLog) String() string { return l.buf.String() }
+
 // dockerOrSkip returns a client for the local daemon, skipping the test when
-// there is none outside CI.
+// there is none outside CI (failing under CI=true).
 func dockerOrSkip(t *testing.T) *client.Client {
 	t.Helper()
 	missing := func(why string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but no docker daemon: %s", why)
-		}
-		t.Skipf("no docker daemon: %s", why)
+		testenv.Missing(t, "no docker daemon: %s", why)
 	}
 	if os.Getenv("DOCKER_HOST") == "" {
 		if _, err := os.Stat("/var/run/docker.sock"); err != nil {
@@ -232,10 +255,7 @@ func TestLoadIntoDocker(t *testing.T) {
 
 	busybox, err := os.ReadFile("/bin/busybox")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("busybox-static: %v", err)
-		}
-		t.Skipf("busybox-static: %v", err)
+		testenv.Missing(t, "busybox-static: %v", err)
 	}
 	nonce := make([]byte, 8)
 	if _, err := rand.Read(nonce); err != nil {
@@ -290,9 +310,7 @@ func TestLoadIntoDocker(t *testing.T) {
 		t.Errorf("image ID = %s, want %s", insp.ID, resB.ImageID)
 	}
 
-	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skipf("docker CLI: %v", err)
-	}
+	testenv.RequireTools(t, "docker")
 	out, err := exec.CommandContext(ctx, "docker", "run", "--rm", "--network", "none", reference.FamiliarString(tagB)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker run %s: %v\n%s", tagB, err, out)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
@@ -31,7 +33,12 @@ var uncompressedDestinations = map[string]bool{
 // containers/image transport (nix: included, as a source). A nix: source is
 // served uncompressed to destinations that store plain tars, and loaded into
 // docker-daemon: by pkg/dockerload, which skips the layers the daemon has.
-// Copies to dir: and to a new oci: layout are all-or-nothing.
+// Copies to dir:, oci:, docker-archive: and oci-archive: are all-or-nothing,
+// and copies into one oci: layout from several processes keep every tag
+// (see stage). A copy that fails in a way a new attempt can mend is
+// retried (Options.RetryTimes), and one that stalls is ended
+// (Options.StallTimeout). No manifest is written when one of its blobs
+// failed.
 func Copy(ctx context.Context, src, dest string, opts Options) error {
 	opts = opts.withDefaults()
 	srcRef, err := parseRef("source", src)
@@ -58,41 +65,117 @@ func Copy(ctx context.Context, src, dest string, opts Options) error {
 	if srcRef.Transport().Name() == nix.Transport.Name() && destRef.Transport().Name() == "docker-daemon" {
 		return load(ctx, srcRef, destRef, srcSys, policy, opts)
 	}
+	c := &copier{opts: opts, src: srcRef, dest: destRef, srcSys: srcSys, destSys: destSys, policy: policy}
+	retries := 0
+	if remote(srcRef, destRef) {
+		retries = *opts.RetryTimes
+		if watched(destRef) {
+			c.stallTimeout = *opts.StallTimeout
+		}
+	}
+	if err := retry(ctx, retries, opts.RetryDelay, opts.Log, c.attempt); err != nil {
+		return explain(err, srcRef, destRef)
+	}
+	return nil
+}
 
-	st, err := stage(destRef)
+// remote tells whether a registry is on a side of the copy: only then can
+// a new attempt mend a failure, or a connection stall.
+func remote(src, dest types.ImageReference) bool {
+	return src.Transport().Name() == docker.Transport.Name() || dest.Transport().Name() == docker.Transport.Name()
+}
+
+// watched tells whether the stall watchdog applies to a remote copy to
+// dest: not to destinations that may work for long after the last byte
+// (the Docker daemon loads the archive after receiving it;
+// containers-storage reports no progress for partial pulls).
+func watched(dest types.ImageReference) bool {
+	switch dest.Transport().Name() {
+	case "docker-daemon", "containers-storage":
+		return false
+	}
+	return true
+}
+
+// copier is one copy with containers/image, tried once per attempt.
+type copier struct {
+	opts            Options
+	src, dest       types.ImageReference
+	srcSys, destSys *types.SystemContext
+	policy          *signature.PolicyContext
+	// stallTimeout is the watchdog's timeout; 0 turns it off.
+	stallTimeout time.Duration
+}
+
+// attempt copies once: it stages the destination, runs copy.Image with the
+// progress events going to the line report and the stall watchdog, and
+// puts the result in place, or removes it on failure.
+func (c *copier) attempt(ctx context.Context) error {
+	st, err := stage(c.dest, c.opts.Log)
 	if err != nil {
 		return err
 	}
+	destSys := *c.destSys
+	if st.sharedBlobDir != "" {
+		destSys.OCISharedBlobDirPath = st.sharedBlobDir
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	copyOpts := &copy.Options{
-		SourceCtx:            srcSys,
-		DestinationCtx:       destSys,
-		MaxParallelDownloads: opts.ImageParallelCopies,
+		SourceCtx:            c.srcSys,
+		DestinationCtx:       &destSys,
+		MaxParallelDownloads: c.opts.ImageParallelCopies,
+		ProgressInterval:     progressInterval,
 	}
 	var lines *lineReporter
-	switch {
-	case opts.TTY:
-		copyOpts.ReportWriter = opts.Progress
-	default:
-		if opts.Debug {
-			copyOpts.ReportWriter = opts.Progress
-		}
-		lines = newLineReporter(opts.Progress)
-		copyOpts.Progress = lines.events
-		copyOpts.ProgressInterval = progressInterval
+	if c.opts.TTY || c.opts.Debug {
+		copyOpts.ReportWriter = c.opts.Progress
 	}
-	manifest, err := copy.Image(ctx, policy, st.ref, srcRef, copyOpts)
-	if lines != nil {
-		lines.finish(err == nil)
+	if !c.opts.TTY {
+		lines = newLineReporter(c.opts.Progress)
+	}
+	var dog *watchdog
+	if c.stallTimeout > 0 {
+		dog = startWatchdog(c.stallTimeout, cancel)
+		copyOpts.ProgressInterval = min(progressInterval, c.stallTimeout/stallSlots)
+	}
+	// containers/image blocks on every event, so one goroutine takes them
+	// all until copy.Image returned.
+	events := make(chan types.ProgressProperties)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for p := range events {
+			if lines != nil {
+				lines.event(p)
+			}
+			if dog != nil {
+				dog.event(p)
+			}
+		}
+	}()
+	if lines != nil || dog != nil {
+		copyOpts.Progress = events
+	}
+	manifest, err := copy.Image(actx, c.policy, st.ref, c.src, copyOpts)
+	close(events)
+	<-drained
+	if dog != nil {
+		dog.halt()
 	}
 	if err != nil {
 		st.abort()
-		return explain(err, srcRef, destRef)
-	}
-	if err := st.commit(); err != nil {
+		if cause := context.Cause(actx); errors.Is(cause, ErrStalled) && ctx.Err() == nil {
+			return fmt.Errorf("%w (then: %w): check the network and the registry, or allow a longer stall", cause, err)
+		}
 		return err
 	}
-	if !opts.TTY {
-		fmt.Fprintf(opts.Progress, "manifest %s: written to %s\n", digest.FromBytes(manifest), refString(destRef))
+	if err := st.commit(ctx); err != nil {
+		return err
+	}
+	if lines != nil {
+		lines.finish(manifest)
+		fmt.Fprintf(c.opts.Progress, "manifest %s: written to %s\n", digest.FromBytes(manifest), refString(c.dest))
 	}
 	return nil
 }
@@ -122,6 +205,7 @@ func load(ctx context.Context, srcRef, destRef types.ImageReference, srcSys *typ
 		SourceCtx: srcSys,
 		Progress:  opts.Progress,
 		Policy:    policy,
+		Log:       opts.Log,
 	})
 	if err != nil {
 		if errors.Is(err, dockerload.ErrUnreachable) {

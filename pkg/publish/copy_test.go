@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -174,7 +175,7 @@ func TestCopyFailedBlobPushesNoManifest(t *testing.T) {
 	reg.breakUpload = func(n int) bool { return n == 2 }
 	dir, _ := twoLayerImage(t)
 	err := Copy(ctx, "nix:"+dir, "docker://"+reg.host+"/nixoci/broken:v1", Options{
-		DestTLSVerify: boolPtr(false), BlobInfoCacheDir: t.TempDir(), ImageParallelCopies: 1,
+		DestTLSVerify: boolPtr(false), BlobInfoCacheDir: t.TempDir(), ImageParallelCopies: 1, RetryTimes: intPtr(0),
 	})
 	if err == nil {
 		t.Fatal("Copy() with a broken upload = nil, want an error")
@@ -213,16 +214,16 @@ func TestCopyErrors(t *testing.T) {
 		dest     string
 		opts     Options
 		is       error
+		side     Side
 		mentions []string
 	}{
 		{name: "unknown transport", src: src, dest: "foo:bar", is: ErrUnknownTransport, mentions: []string{"foo:bar", "nix", "docker-daemon", "oci"}},
 		{name: "no transport", src: "alpine", dest: "oci:/tmp/x", is: ErrUnknownTransport, mentions: []string{`"alpine"`, "TRANSPORT:REFERENCE"}},
-		{name: "wrong credentials", src: src, dest: "docker://" + authReg.host + "/a/b:c", opts: Options{DestTLSVerify: boolPtr(false), DestCreds: "alice:wrong"}, is: ErrUnauthorized, mentions: []string{authReg.host + "/a/b:c", "--dest-creds"}},
-		{name: "missing credentials", src: src, dest: "docker://" + authReg.host + "/a/b:c", opts: insecure, is: ErrUnauthorized, mentions: []string{"--dest-creds"}},
-		{name: "wrong source credentials", src: "docker://" + authReg.host + "/a/b:c", dest: "oci:" + filepath.Join(t.TempDir(), "x"), opts: Options{SrcTLSVerify: boolPtr(false), SrcCreds: "bob:x"}, is: ErrUnauthorized, mentions: []string{"source", "--src-creds"}},
-		{name: "unreachable registry", src: src, dest: "docker://" + closed + "/a/b:c", opts: insecure, is: ErrUnreachable, mentions: []string{closed, "running"}},
-		{name: "plain http with tls verify", src: src, dest: "docker://" + plainReg.host + "/a/b:c", opts: Options{DestTLSVerify: boolPtr(true)}, mentions: []string{plainReg.host, "--dest-tls-verify=false"}},
-		{name: "creds without password", src: src, dest: "oci:/tmp/x", opts: Options{DestCreds: "alice"}, is: ErrBadOption, mentions: []string{"USER:PASSWORD"}},
+		{name: "wrong credentials", src: src, dest: "docker://" + authReg.host + "/a/b:c", opts: Options{DestTLSVerify: boolPtr(false), DestCreds: &Credentials{"alice", "wrong"}}, is: ErrUnauthorized, side: Destination, mentions: []string{authReg.host + "/a/b:c", "destination credentials"}},
+		{name: "missing credentials", src: src, dest: "docker://" + authReg.host + "/a/b:c", opts: insecure, is: ErrUnauthorized, side: Destination, mentions: []string{"destination credentials"}},
+		{name: "wrong source credentials", src: "docker://" + authReg.host + "/a/b:c", dest: "oci:" + filepath.Join(t.TempDir(), "x"), opts: Options{SrcTLSVerify: boolPtr(false), SrcCreds: &Credentials{"bob", "x"}}, is: ErrUnauthorized, side: Source, mentions: []string{"source", "source credentials"}},
+		{name: "unreachable registry", src: src, dest: "docker://" + closed + "/a/b:c", opts: insecure, is: ErrUnreachable, side: Destination, mentions: []string{closed, "running"}},
+		{name: "plain http with tls verify", src: src, dest: "docker://" + plainReg.host + "/a/b:c", opts: Options{DestTLSVerify: boolPtr(true)}, is: ErrTLS, side: Destination, mentions: []string{plainReg.host, "turn off TLS verification for the destination"}},
 		{name: "bad compression", src: src, dest: "oci:/tmp/x", opts: Options{DestCompressFormat: "lzma"}, is: ErrBadOption, mentions: []string{"zstd"}},
 		{name: "bad additional tag", src: src, dest: "oci:/tmp/x", opts: Options{AdditionalTags: []string{"name-only"}}, is: ErrBadOption, mentions: []string{"NAME:TAG"}},
 		{name: "missing descriptor", src: "nix:" + filepath.Join(dir, "nope.json"), dest: "oci:" + filepath.Join(t.TempDir(), "x"), is: fs.ErrNotExist, mentions: []string{"nope.json"}},
@@ -244,6 +245,13 @@ func TestCopyErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), m) {
 					t.Errorf("Copy() = %v; want it to mention %q", err, m)
 				}
+			}
+			if flag := regexp.MustCompile(`--[a-z]`).FindString(err.Error()); flag != "" {
+				t.Errorf("Copy() = %v; a library error names a flag (%s…)", err, flag)
+			}
+			var re *RegistryError
+			if got := errors.As(err, &re); got != (tc.side != "") || (got && re.Side != tc.side) {
+				t.Errorf("Copy() = %v; want a RegistryError of side %q (got %+v)", err, tc.side, re)
 			}
 		})
 	}

@@ -25,7 +25,54 @@ var (
 	// ErrUnreachable is wrapped by the error for a registry or daemon that
 	// could not be connected to.
 	ErrUnreachable = errors.New("unreachable")
+	// ErrTLS is wrapped by the error for a registry whose TLS handshake or
+	// certificate failed, or that speaks plain HTTP where HTTPS was asked.
+	ErrTLS = errors.New("TLS failed")
+	// ErrStalled is wrapped by the error for an attempt that moved too
+	// little for Options.StallTimeout.
+	ErrStalled = errors.New("copy stalled")
 )
+
+// Side is one end of a copy.
+type Side string
+
+const (
+	// Source is the side images are read from.
+	Source Side = "source"
+	// Destination is the side images are written to.
+	Destination Side = "destination"
+)
+
+// RegistryError is a failure to talk to the registry of one side of a
+// copy. It says which side, so that a caller can point at the setting of
+// that side (credentials, TLS verification).
+type RegistryError struct {
+	// Side is the side whose registry failed.
+	Side Side
+	// Ref is that side's reference as the user wrote it.
+	Ref string
+	// Registry is the registry's HOST[:PORT].
+	Registry string
+	// Kind is ErrUnauthorized, ErrTLS or ErrUnreachable.
+	Kind error
+	// Err is the cause.
+	Err error
+}
+
+func (e *RegistryError) Error() string {
+	switch e.Kind {
+	case ErrUnauthorized:
+		return fmt.Sprintf("%s %s: registry %s refused the credentials (%v): check the %s credentials or the auth file entry for %s: %v", e.Side, e.Ref, e.Registry, e.Kind, e.Side, e.Registry, e.Err)
+	case ErrTLS:
+		return fmt.Sprintf("%s %s: TLS with %s failed: for a registry without (valid) TLS, turn off TLS verification for the %s: %v", e.Side, e.Ref, e.Registry, e.Side, e.Err)
+	case ErrUnreachable:
+		return fmt.Sprintf("%s %s: registry %s is %v: check the address and that the registry is running: %v", e.Side, e.Ref, e.Registry, e.Kind, e.Err)
+	}
+	return fmt.Sprintf("%s %s: registry %s: %v", e.Side, e.Ref, e.Registry, e.Err)
+}
+
+// Unwrap makes both the kind and the cause visible to errors.Is and As.
+func (e *RegistryError) Unwrap() []error { return []error{e.Kind, e.Err} }
 
 // refString is a reference as the user writes it.
 func refString(ref types.ImageReference) string {
@@ -54,7 +101,7 @@ func parseRef(side, s string) (types.ImageReference, error) {
 // explain turns a failed copy's error into one message naming the
 // reference at fault and what to do, keeping the cause wrapped.
 func explain(err error, src, dest types.ImageReference) error {
-	ref, side, flag := blame(err, src, dest)
+	ref, side := blame(err, src, dest)
 	var unauthorized docker.ErrUnauthorizedForCredentials
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
@@ -62,16 +109,19 @@ func explain(err error, src, dest types.ImageReference) error {
 	var hostname x509.HostnameError
 	var certInvalid x509.CertificateInvalidError
 	var recordHeader tls.RecordHeaderError
+	var kind error
 	switch {
 	case errors.As(err, &unauthorized) || isAuthError(err):
-		return fmt.Errorf("%s %s: registry %s refused the credentials (%w): check --%s-creds or the --authfile entry for it: %w", side, refString(ref), registryOf(ref), ErrUnauthorized, flag, err)
+		kind = ErrUnauthorized
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"),
 		errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &certInvalid), errors.As(err, &recordHeader):
-		return fmt.Errorf("%s %s: TLS with %s failed: for a registry without (valid) TLS pass --%s-tls-verify=false: %w", side, refString(ref), registryOf(ref), flag, err)
+		kind = ErrTLS
 	case errors.As(err, &dnsErr), errors.As(err, &opErr) && opErr.Op == "dial":
-		return fmt.Errorf("%s %s: registry %s is %w: check the address and that the registry is running: %w", side, refString(ref), registryOf(ref), ErrUnreachable, err)
+		kind = ErrUnreachable
+	default:
+		return fmt.Errorf("copying %s to %s: %w", refString(src), refString(dest), err)
 	}
-	return fmt.Errorf("copying %s to %s: %w", refString(src), refString(dest), err)
+	return &RegistryError{Side: side, Ref: refString(ref), Registry: registryOf(ref), Kind: kind, Err: err}
 }
 
 // isAuthError tells whether a registry answered 401 or "denied"
@@ -90,15 +140,15 @@ func isAuthError(err error) bool {
 
 // blame returns the side a registry error belongs to: the only registry
 // side, or the one containers/image's message names.
-func blame(err error, src, dest types.ImageReference) (types.ImageReference, string, string) {
+func blame(err error, src, dest types.ImageReference) (types.ImageReference, Side) {
 	srcReg := src.Transport().Name() == docker.Transport.Name()
 	destReg := dest.Transport().Name() == docker.Transport.Name()
 	msg := err.Error()
 	fromSource := strings.HasPrefix(msg, "initializing source") || strings.HasPrefix(msg, "reading ")
 	if srcReg && (!destReg || fromSource) {
-		return src, "source", "src"
+		return src, Source
 	}
-	return dest, "destination", "dest"
+	return dest, Destination
 }
 
 // registryOf names the registry host of a docker: reference.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage/pkg/reexec"
@@ -178,3 +179,7 @@ func TestMain(m *testing.M) {
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+func intPtr(i int) *int { return &i }
+
+func durationPtr(d time.Duration) *time.Duration { return &d }

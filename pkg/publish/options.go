@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
+	"time"
 
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/pkg/compression"
@@ -25,9 +25,10 @@ type Options struct {
 	// side. Skipping also allows plain HTTP. Nil uses registries.conf.
 	SrcTLSVerify  *bool
 	DestTLSVerify *bool
-	// SrcCreds and DestCreds are registry credentials "USER:PASSWORD".
-	SrcCreds  string
-	DestCreds string
+	// SrcCreds and DestCreds are the registry credentials of each side;
+	// nil uses the auth file (AuthFile, or the default ones).
+	SrcCreds  *Credentials
+	DestCreds *Credentials
 	// AuthFile is the registry auth file (containers-auth.json format) for
 	// both sides; empty uses the default locations.
 	AuthFile string
@@ -57,10 +58,57 @@ type Options struct {
 	// Debug also writes containers/image's own report lines (signature
 	// steps, manifest writing) to Progress when TTY is false.
 	Debug bool
+	// RetryTimes is how many times a copy from or to a registry that
+	// failed in a way a new attempt can mend (a registry answering 5xx or
+	// 429, a connection reset or closed early, a stall) is tried again, as
+	// skopeo's --retry-times. Blobs that arrived in an earlier attempt are
+	// not sent again. Nil is DefaultRetryTimes; 0 never retries. Copies
+	// between local transports are never retried.
+	RetryTimes *int
+	// RetryDelay is the wait before each retry. Zero waits 1s, 2s, 4s, …
+	// (doubling), as skopeo's --retry-delay.
+	RetryDelay time.Duration
+	// StallTimeout ends an attempt during which, for this long, no blob
+	// started or finished and fewer than StallRate bytes a second of blob
+	// data moved: a stalled or trickling connection then fails (and is
+	// retried) in bounded time. It watches copies with a registry on
+	// either side, except into docker-daemon: and containers-storage:,
+	// which may work for long after the last byte. Nil is
+	// DefaultStallTimeout; 0 turns it off.
+	StallTimeout *time.Duration
+	// Log receives retries, cleanup problems and details; nil discards
+	// them.
+	Log Logger
 }
+
+// Credentials are a registry user name and password.
+type Credentials struct {
+	Username, Password string
+}
+
+const (
+	// DefaultRetryTimes is RetryTimes when it is not set.
+	DefaultRetryTimes = 3
+	// DefaultStallTimeout is StallTimeout when it is not set.
+	DefaultStallTimeout = 5 * time.Minute
+	// StallRate is the transfer rate, in bytes a second, under which a
+	// copy counts as stalled (see StallTimeout).
+	StallRate = 1024
+)
 
 // withDefaults is the one place option defaults are filled in.
 func (o Options) withDefaults() Options {
+	if o.RetryTimes == nil {
+		n := DefaultRetryTimes
+		o.RetryTimes = &n
+	}
+	if o.StallTimeout == nil {
+		d := DefaultStallTimeout
+		o.StallTimeout = &d
+	}
+	if o.Log == nil {
+		o.Log = discard{}
+	}
 	switch o.Progress.(type) {
 	case nil:
 		o.Progress = io.Discard
@@ -89,12 +137,8 @@ func (o Options) systemContexts() (src, dest *types.SystemContext, err error) {
 	dest = &types.SystemContext{AuthFilePath: o.AuthFile, BlobInfoCacheDir: o.BlobInfoCacheDir}
 	setTLS(src, o.SrcTLSVerify)
 	setTLS(dest, o.DestTLSVerify)
-	if src.DockerAuthConfig, err = parseCreds("source", o.SrcCreds); err != nil {
-		return nil, nil, err
-	}
-	if dest.DockerAuthConfig, err = parseCreds("destination", o.DestCreds); err != nil {
-		return nil, nil, err
-	}
+	src.DockerAuthConfig = o.SrcCreds.authConfig()
+	dest.DockerAuthConfig = o.DestCreds.authConfig()
 	if o.DestCompressFormat != "" {
 		alg, err := compression.AlgorithmByName(o.DestCompressFormat)
 		if err != nil {
@@ -125,14 +169,10 @@ func setTLS(sys *types.SystemContext, verify *bool) {
 	sys.OCIInsecureSkipTLSVerify = !*verify
 }
 
-// parseCreds parses "USER:PASSWORD"; empty means none.
-func parseCreds(side, creds string) (*types.DockerAuthConfig, error) {
-	if creds == "" {
-		return nil, nil
+// authConfig is c for containers/image; nil when c is nil.
+func (c *Credentials) authConfig() *types.DockerAuthConfig {
+	if c == nil {
+		return nil
 	}
-	user, pass, ok := strings.Cut(creds, ":")
-	if !ok || user == "" {
-		return nil, fmt.Errorf("%s credentials: %w: write them as USER:PASSWORD", side, ErrBadOption)
-	}
-	return &types.DockerAuthConfig{Username: user, Password: pass}, nil
+	return &types.DockerAuthConfig{Username: c.Username, Password: c.Password}
 }

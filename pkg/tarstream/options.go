@@ -12,6 +12,9 @@ var (
 	ErrUnsupportedType = errors.New("unsupported file type")
 	// ErrEscapesRoot is wrapped when a rewrite puts an entry outside "/".
 	ErrEscapesRoot = errors.New("rewritten path escapes the image root")
+	// ErrBadName is wrapped when removing a "~nix~case~hack~N" suffix
+	// would leave an empty name, "." or "..".
+	ErrBadName = errors.New("name is empty, . or .. without its case-hack suffix")
 	// ErrMissingPath is wrapped when an input store path does not exist.
 	ErrMissingPath = errors.New("store path is missing")
 	// ErrCollision is wrapped when two entries would have the same image

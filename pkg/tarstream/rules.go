@@ -1,6 +1,7 @@
 package tarstream
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -91,40 +92,81 @@ func (r *rules) imagePath(src string) (string, error) {
 			p = src[:loc[0]] + string(repl) + src[loc[1]:]
 		}
 	}
+	name, err := normalise(p)
+	var bad *badNameError
+	switch {
+	case errors.As(err, &bad):
+		return "", fmt.Errorf("store path %s: %s: removing the case-hack suffix from %q leaves %q, which is not a file name: %w: rename the file in the store path", r.root, src, bad.part, bad.stripped, ErrBadName)
+	case err != nil && r.rewrite != nil && p != src:
+		return "", fmt.Errorf("store path %s: rewrite %q turns %s into %q, outside the image root: %w: change the rewrite so every result stays under /", r.root, r.rewrite.String(), src, p, ErrEscapesRoot)
+	case err != nil:
+		return "", fmt.Errorf("store path %s: %s is outside the image root: %w", r.root, src, ErrEscapesRoot)
+	}
+	return name, nil
+}
+
+// badNameError is normalise's error for a component that the case-hack
+// suffix removal turns into "", "." or "..".
+type badNameError struct{ part, stripped string }
+
+func (e *badNameError) Error() string {
+	return fmt.Sprintf("removing the case-hack suffix from %q leaves %q", e.part, e.stripped)
+}
+
+// normalise turns a (rewritten) source path into an image path: every
+// component loses its case-hack suffix first, then the path is made
+// relative and cleaned. The result never names "..", "." or an empty
+// component, and never leaves the root; "" is the root itself. A suffix
+// whose removal leaves "", "." or ".." is a *badNameError, a path that
+// cleans to outside the root is ErrEscapesRoot.
+//
+// For every path whose components keep a name after the suffix removal,
+// the result is the one of cleaning first and stripping afterwards, as
+// earlier versions did, so layer digests do not change.
+func normalise(p string) (string, error) {
+	if strings.Contains(p, caseHack) {
+		parts := strings.Split(p, "/")
+		for i, part := range parts {
+			s, ok := stripCaseHack(part)
+			if !ok {
+				continue
+			}
+			if s == "" || s == "." || s == ".." {
+				return "", &badNameError{part: part, stripped: s}
+			}
+			parts[i] = s
+		}
+		p = strings.Join(parts, "/")
+	}
 	rel := strings.TrimLeft(p, "/")
 	if rel == "" {
 		return "", nil
 	}
 	c := path.Clean(rel)
 	if c == ".." || strings.HasPrefix(c, "../") {
-		return "", fmt.Errorf("store path %s: rewrite %q turns %s into %q, outside the image root: %w: change the rewrite so every result stays under /", r.root, r.rewrite.String(), src, p, ErrEscapesRoot)
+		return "", ErrEscapesRoot
 	}
 	if c == "." {
 		return "", nil
 	}
-	return stripCaseHack(c), nil
+	return c, nil
 }
 
 // caseHack is the suffix Nix on macOS appends to names that differ only in case.
 const caseHack = "~nix~case~hack~"
 
-// stripCaseHack removes a "~nix~case~hack~N" suffix from every component.
-func stripCaseHack(p string) string {
-	if !strings.Contains(p, caseHack) {
-		return p
+// stripCaseHack removes a "~nix~case~hack~N" suffix (N decimal digits)
+// from one path component; ok says whether there was one.
+func stripCaseHack(part string) (string, bool) {
+	j := strings.LastIndex(part, caseHack)
+	if j < 0 {
+		return part, false
 	}
-	parts := strings.Split(p, "/")
-	for i, part := range parts {
-		j := strings.LastIndex(part, caseHack)
-		if j < 0 {
-			continue
-		}
-		n := part[j+len(caseHack):]
-		if n != "" && strings.Trim(n, "0123456789") == "" {
-			parts[i] = part[:j]
-		}
+	n := part[j+len(caseHack):]
+	if n == "" || strings.Trim(n, "0123456789") != "" {
+		return part, false
 	}
-	return strings.Join(parts, "/")
+	return part[:j], true
 }
 
 // applyPerms applies every matching perm, in order, to e.

@@ -29,7 +29,9 @@ import (
 // 1970-01-01T00:00:01Z, owner 0:0 root:root and canonical Nix store modes
 // (directories 0555, files 0444 or 0555, symlinks 0777) unless a path's
 // Perms say otherwise. Hard links become regular files, symlinks are stored
-// as is, and "~nix~case~hack~N" suffixes are stripped.
+// as is, and "~nix~case~hack~N" suffixes are stripped before the image path
+// is cleaned and checked: no entry leaves its root (ErrEscapesRoot), and a
+// suffix that hides "", "." or ".." is refused (ErrBadName).
 //
 // The walk happens before the first byte is written, so bad input (a
 // missing path, a fifo, a conflict) fails before any output. w is written
