@@ -12,19 +12,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
 // requireRoot skips outside CI and fails under CI=true when not root:
 // chroot, mknod and trusted.* xattrs need it.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true but the tests do not run as root")
-	}
-	t.Skip("skipping: needs root (chroot, mknod, trusted xattrs)")
+	testenv.RequireRoot(t, "the guest's chroot, mknod and trusted xattrs")
 }
 
 type entry struct {
