@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/nixoci/nixoci/pkg/archive"
+	"github.com/nixoci/nixoci/pkg/descriptor"
 )
 
 // ReadOptions say how Read takes an image out of a docker-archive; they do
@@ -63,6 +65,9 @@ func sniff(path string) (bool, error) {
 		return false, fmt.Errorf("reading image %s: %w", path, err)
 	}
 	if fi.IsDir() {
+		if _, err := os.Stat(filepath.Join(path, descriptor.ImageFileName)); err != nil {
+			return false, fmt.Errorf("image %s is a directory without %s: expected an image descriptor (nixoci's or nix2container's), a directory holding %s (a Nix result), or a docker-archive file", path, descriptor.ImageFileName, descriptor.ImageFileName)
+		}
 		return false, nil
 	}
 	f, err := os.Open(path)
