@@ -407,6 +407,43 @@ func TestArchives(t *testing.T) {
 		}
 	})
 
+	t.Run("command line", func(t *testing.T) {
+		work := t.TempDir()
+		img := filepath.Join(work, "base.json")
+		// base:v1 out of the archive that also holds app:v2.
+		e.Must(t, 2*time.Minute, nixoci, "image", "-o", img, "--name", archivePrefix+"cli-base", "--tag", "v1",
+			"--from-image", imgs.both, "--from-image-name", archivePrefix+"base", "--from-image-tag", "v1", "--from-image-compression", "zstd")
+		doc := loadMembers(t, img)
+		if len(doc.Layers) != 1 || doc.Layers[0].Member == nil || doc.Layers[0].Member.Archive != imgs.both {
+			t.Fatalf("%s: %+v, want one layer served from %s", img, doc.Layers, imgs.both)
+		}
+		if !strings.Contains(string(testenv.ReadFile(t, img)), "tar+zstd") {
+			t.Errorf("%s does not describe the layer compressed with zstd", img)
+		}
+		ref := archivePrefix + "cli-base:v1"
+		t.Cleanup(func() { rmi(ref) })
+		testenv.Cmd{Name: "/bin/sh", Args: []string{"-c", nixoci + " save nix:" + img + " | docker load"}, Timeout: 5 * time.Minute}.Must(t, t.Context())
+		if got := run(t, ref, "/bin/sh", "-c", "cat /etc/deleteme"); got != "delete me\n" {
+			t.Errorf("docker run %s printed %q, want base:v1's /etc/deleteme", ref, got)
+		}
+		flat := filepath.Join(work, "app.tar")
+		e.Must(t, 2*time.Minute, nixoci, "export", "-o", flat, "--from-image-name", archivePrefix+"app", "--from-image-tag", "v2", imgs.both)
+		names := map[string]bool{}
+		for _, en := range testenv.ReadTar(t, flat) {
+			names[strings.TrimSuffix(en.Header.Name, "/")] = true
+		}
+		if !names["etc/second"] || !names["opq/new"] || names["etc/deleteme"] || names["opq/old"] {
+			t.Errorf("nixoci export of app:v2 holds %v, want etc/second and opq/new, not etc/deleteme or opq/old", names)
+		}
+		r := e.Run(time.Minute, nixoci, "export", "-o", filepath.Join(work, "none.tar"), "--from-image-name", "nope", "--from-image-tag", "v1", imgs.both)
+		if r.Err == nil || !strings.Contains(r.Stderr, "nope:v1") || !strings.Contains(r.Stderr, archivePrefix+"app:v2") {
+			t.Errorf("nixoci export of an image the archive lacks: %v, want an error naming it and the tags there:\n%s", r.Err, r.Stderr)
+		}
+		if _, err := os.Stat(filepath.Join(work, "none.tar")); err == nil {
+			t.Error("a failed nixoci export left its output file")
+		}
+	})
+
 	t.Run("buildLayeredImage hello", func(t *testing.T) {
 		out := e.build(t, file, "helloImage", args...)
 		if n := len(loadMembers(t, out).Layers); n < 2 {
