@@ -109,11 +109,24 @@ let
       runAsRootLayer
       ;
   };
+
+  # dockerTools' archive functions: streamLayeredImage, buildLayeredImage,
+  # exportImage, mergeImages (./archive.nix).
+  archive = import ./archive.nix {
+    inherit internal nixoci shell;
+    inherit (image) buildImage;
+  };
 in
 {
   inherit (image) buildImage;
   inherit (layer) buildLayer;
   inherit (pull) pullImage pullImageFromManifest;
+  inherit (archive)
+    streamLayeredImage
+    buildLayeredImage
+    exportImage
+    mergeImages
+    ;
 
   # The nixoci the library was instantiated with (a path string with context).
   nixoci = "${nixoci}";

@@ -85,7 +85,12 @@ in
       contents ? null,
 
       # The image this one is built on: a result of pullImage,
-      # pullImageFromManifest or buildImage. Its layers come first, and its
+      # pullImageFromManifest, buildImage, buildLayeredImage or
+      # streamLayeredImage; a docker-archive tarball in the store, plain or
+      # gzipped (dockerTools.pullImage, dockerTools.buildImage, `docker
+      # save`), whose layers are then served from the tarball without
+      # unpacking it; or a nix2container buildImage or pullImage result.
+      # Its layers come first, and its
       # config is the default that `config` is merged over, as Docker does
       # for a child image (Env by variable, Labels, ExposedPorts and Volumes
       # by key, other fields replaced). Default: none.
@@ -177,6 +182,12 @@ in
       # implies runAsRootAccel = "kvm". Default: the library's requireKVM,
       # false unless the import says otherwise.
       requireKVM ? runAsRootLayer.defaults.requireKVM,
+
+      # Whether maxLayers counts the layers of fromImage and `layers` as
+      # well, as streamLayeredImage's maxLayers does (the whole image then
+      # has at most maxLayers layers). Default: false, maxLayers splits the
+      # image's own closure only.
+      maxLayersCountsBase ? false,
     }:
     let
       fn = "buildImage";
@@ -190,13 +201,13 @@ in
       configJSON = builtins.toJSON config;
       configPaths = internal.storePathsIn configJSON;
       chain = internal.layerChain fn (toList layers);
+      # The base image's store path: a nixoci or nix2container descriptor,
+      # or a docker-archive tarball (the builder tells them apart).
       base =
         if fromImage == null then
           null
-        else if builtins.isAttrs fromImage && (fromImage.isNixociImage or false) then
-          toPath fromImage
         else
-          throw "nixoci.buildImage: fromImage must be the result of nixoci.pullImage, nixoci.pullImageFromManifest or nixoci.buildImage, not ${describe fromImage}";
+          (import ./base.nix { inherit internal; }).imagePath fn "fromImage" fromImage;
       nixStore =
         if !initializeNixDatabase then
           null
@@ -254,6 +265,8 @@ in
           fromImage = base;
           layers = map toPath chain;
           outputs = if initializeNixDatabase then [ "out" "db" ] else [ "out" ];
+          # Set only when true, so that other images' derivations stay as they were.
+          ${if maxLayersCountsBase then "maxLayersCountsBase" else null} = true;
           exportReferencesGraph = {
             # What the image's own layers hold.
             closure = roots ++ configPaths;

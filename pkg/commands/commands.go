@@ -33,6 +33,8 @@ func New() *cli.App {
 		addImageFromManifest, // pull.go
 		addNixBuild,          // nixbuild.go (derivation builder entry points)
 		addRunAsRoot,         // runasroot.go
+		addSave,              // save.go
+		addExport,            // export.go
 	} {
 		add(app)
 	}

@@ -28,7 +28,7 @@ Example:
 			var base *image.Image
 			if o.FromImage != "" {
 				var err error
-				if base, err = image.Load(c.Context, o.FromImage); err != nil {
+				if base, err = image.Read(c.Context, o.FromImage, image.ReadOptions{Name: o.FromImageName, Tag: o.FromImageTag, Compression: o.FromImageCompression}); err != nil {
 					return err
 				}
 			}

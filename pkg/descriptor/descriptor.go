@@ -52,12 +52,14 @@ type Layers struct {
 	Layers []Layer `json:"layers"`
 }
 
-// Layer describes one layer. Exactly one of Paths, Tar or Blob says where its
-// bytes come from:
+// Layer describes one layer. Exactly one of Paths, Tar, Blob or Member says
+// where its bytes come from:
 //   - Paths: store paths streamed as a deterministic tar (see pkg/tarstream);
 //   - Tar: a stored uncompressed tar file, for non-reproducible layers;
 //   - Blob: a stored blob served verbatim, already in MediaType's encoding
-//     (layers of pulled base images).
+//     (layers of pulled base images);
+//   - Member: a member of a stored tar archive, such as a layer of a
+//     docker-archive written by `docker save` or dockerTools.
 //
 // pkg/layer turns a Layer into a value that serves its bytes; only that
 // package looks at which source is set.
@@ -86,8 +88,34 @@ type Layer struct {
 	StorePaths []string `json:"storePaths,omitempty"`
 	// Blob is the path of a stored blob, served as is.
 	Blob string `json:"blob,omitempty"`
+	// Member locates the layer in a member of a stored tar archive.
+	Member *Member `json:"member,omitempty"`
 	// History is this layer's entry in the image config history.
 	History *History `json:"history,omitempty"`
+}
+
+// Member is where a layer's bytes are in a stored tar archive (a
+// docker-archive): the content of one member, read without unpacking the
+// archive.
+type Member struct {
+	// Archive is the absolute path of the archive file.
+	Archive string `json:"archive"`
+	// Compression is the archive file's own compression: "none" (or
+	// empty), "gzip" or "zstd". Offset counts bytes of the decompressed
+	// archive, so a compressed archive is decompressed from its start up
+	// to the member each time the member is read.
+	Compression string `json:"compression,omitempty"`
+	// Name is the member's name in the archive, for messages.
+	Name string `json:"name"`
+	// Offset and Size locate the member's content: Size bytes starting at
+	// byte Offset of the (decompressed) archive.
+	Offset int64 `json:"offset"`
+	Size   int64 `json:"size"`
+	// Blob is true when the member holds the layer's blob, in MediaType's
+	// encoding, served verbatim (Size is then the layer's Size). Otherwise
+	// it holds the uncompressed tar (Size is the UncompressedSize), and the
+	// blob is that tar compressed on the fly as Compressor says.
+	Blob bool `json:"blob,omitempty"`
 }
 
 // Nix2ContainerLibrary is the Compressor.Library of layers read from a

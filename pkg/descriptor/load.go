@@ -169,8 +169,14 @@ func (l *Layer) Validate() error {
 	if l.Blob != "" {
 		sources++
 	}
+	if l.Member != nil {
+		sources++
+		if err := l.Member.validate(l); err != nil {
+			return err
+		}
+	}
 	if sources > 1 {
-		return errors.New("only one of paths, tar and blob may be set")
+		return errors.New("only one of paths, tar, blob and member may be set")
 	}
 	if len(l.StorePaths) > 0 && l.Tar == "" {
 		return errors.New("storePaths belongs to a tar layer; a paths layer lists its store paths in paths")
@@ -191,6 +197,29 @@ func (l *Layer) Validate() error {
 		if l.Compressor.Algorithm != "" && l.Compressor.Algorithm != alg {
 			return fmt.Errorf("media type %s is %s, but the compressor says %s", l.MediaType, alg, l.Compressor.Algorithm)
 		}
+	}
+	return nil
+}
+
+// validate checks a member source against its layer.
+func (m *Member) validate(l *Layer) error {
+	if !filepath.IsAbs(m.Archive) {
+		return fmt.Errorf("member %q: archive %q is not an absolute path", m.Name, m.Archive)
+	}
+	switch m.Compression {
+	case "", None, Gzip, Zstd:
+	default:
+		return fmt.Errorf("member %q of archive %s: unknown archive compression %q (expected none, gzip or zstd)", m.Name, m.Archive, m.Compression)
+	}
+	if m.Offset < 0 || m.Size < 0 {
+		return fmt.Errorf("member %q of archive %s: negative offset %d or size %d", m.Name, m.Archive, m.Offset, m.Size)
+	}
+	want, what := l.UncompressedSize, "uncompressedSize"
+	if m.Blob {
+		want, what = l.Size, "size"
+	}
+	if m.Size != want {
+		return fmt.Errorf("member %q of archive %s has %d bytes, but the layer's %s is %d", m.Name, m.Archive, m.Size, what, want)
 	}
 	return nil
 }

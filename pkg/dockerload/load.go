@@ -1,15 +1,12 @@
 package dockerload
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/system"
@@ -329,98 +326,39 @@ type loadMessage struct {
 	ErrorText string `json:"error"`
 }
 
-// archiveManifest is one entry of a docker-archive's manifest.json.
-type archiveManifest struct {
-	Config   string   `json:"Config"`
-	RepoTags []string `json:"RepoTags"`
-	Layers   []string `json:"Layers"`
-}
-
-// epoch is the modification time of every archive entry.
-var epoch = time.Unix(0, 0).UTC()
-
 // writeArchive writes the docker-archive: the config, the layer files the
 // daemon lacks, then manifest.json naming all layers.
 func (p *plan) writeArchive(ctx context.Context, w io.Writer, tag reference.NamedTagged, res *Result, progress io.Writer) error {
-	tw := tar.NewWriter(w)
-	configName := p.configID.Encoded() + ".json"
-	if err := writeFile(tw, configName, p.config); err != nil {
+	aw := newArchiveWriter(w)
+	configName, err := aw.config(p.config)
+	if err != nil {
 		return err
 	}
-	m := archiveManifest{Config: configName, RepoTags: []string{reference.FamiliarString(tag)}}
-	written := map[string]bool{}
+	files := make([]string, 0, len(p.layers))
 	for i, info := range p.layers {
 		st := &res.Layers[i]
-		dir := st.DiffID.Encoded()
-		file := dir + "/layer.tar"
-		m.Layers = append(m.Layers, file)
+		file := layerFile(st.DiffID)
+		files = append(files, file)
 		if st.Skipped {
 			fmt.Fprintf(progress, "layer %s: skipped: already exists\n", st.DiffID)
 			continue
 		}
-		if written[file] {
-			continue
-		}
-		written[file] = true
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return fmt.Errorf("writing archive entry %s: %w", dir, err)
-		}
-		n, err := p.writeBlob(ctx, tw, file, info)
+		n, wrote, err := aw.layer(ctx, file, info.Digest, func(ctx context.Context) (io.ReadCloser, int64, error) {
+			rc, size, err := p.src.GetBlob(ctx, info, nil)
+			if size < 0 {
+				size = info.Size
+			}
+			return rc, size, err
+		})
 		if err != nil {
 			return err
+		}
+		if !wrote {
+			continue
 		}
 		st.Bytes = n
 		fmt.Fprintf(progress, "layer %s: loaded (%d bytes)\n", st.DiffID, n)
 	}
-	data, err := json.Marshal([]archiveManifest{m})
-	if err != nil {
-		return fmt.Errorf("encoding manifest.json: %w", err)
-	}
-	if err := writeFile(tw, "manifest.json", data); err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("finishing the archive: %w", err)
-	}
-	return nil
-}
-
-// writeBlob copies one layer blob into the archive, checking its digest.
-func (p *plan) writeBlob(ctx context.Context, tw *tar.Writer, name string, info types.BlobInfo) (int64, error) {
-	rc, size, err := p.src.GetBlob(ctx, info, nil)
-	if err != nil {
-		return 0, fmt.Errorf("reading layer %s: %w", info.Digest, err)
-	}
-	defer rc.Close()
-	if size < 0 {
-		size = info.Size
-	}
-	if size < 0 {
-		return 0, fmt.Errorf("reading layer %s: the source does not say its size", info.Digest)
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-		return 0, fmt.Errorf("writing archive entry %s: %w", name, err)
-	}
-	verifier := info.Digest.Verifier()
-	n, err := io.Copy(tw, io.TeeReader(rc, verifier))
-	if err != nil {
-		return n, fmt.Errorf("streaming layer %s: %w", info.Digest, err)
-	}
-	if n != size {
-		return n, fmt.Errorf("streaming layer %s: got %d bytes, want %d", info.Digest, n, size)
-	}
-	if !verifier.Verified() {
-		return n, fmt.Errorf("streaming layer %s: content does not match its digest", info.Digest)
-	}
-	return n, nil
-}
-
-func writeFile(tw *tar.Writer, name string, data []byte) error {
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(data)), Mode: 0o644, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-		return fmt.Errorf("writing archive entry %s: %w", name, err)
-	}
-	if _, err := io.Copy(tw, bytes.NewReader(data)); err != nil {
-		return fmt.Errorf("writing archive entry %s: %w", name, err)
-	}
-	return nil
+	aw.image(configName, []string{reference.FamiliarString(tag)}, files)
+	return aw.close()
 }

@@ -59,8 +59,8 @@ type compressing interface {
 }
 
 // FromDescriptor returns the layer value d describes, with its digests as
-// described. It is the one place that looks at which of Paths, Tar and Blob
-// is set. Descriptors read from another tool's file (see Load) must go
+// described. It is the one place that looks at which of Paths, Tar, Blob and
+// Member is set. Descriptors read from another tool's file (see Load) must go
 // through Load instead.
 func FromDescriptor(d descriptor.Layer) (Layer, error) {
 	if err := d.Validate(); err != nil {
@@ -73,8 +73,10 @@ func FromDescriptor(d descriptor.Layer) (Layer, error) {
 		return newTarLayer(d)
 	case d.Blob != "":
 		return newBlobLayer(d)
+	case d.Member != nil:
+		return newMemberLayer(d)
 	}
-	return nil, fmt.Errorf("layer %s: its descriptor names no store paths, tar or blob to serve it from", d.Digest)
+	return nil, fmt.Errorf("layer %s: its descriptor names no store paths, tar, blob or archive member to serve it from", d.Digest)
 }
 
 // Load returns the layer value d describes, first describing anew what

@@ -24,6 +24,9 @@ func builders() map[string]func(ctx context.Context, a *Attrs, tmp string) error
 		"fetch-blob":          fetchBlob,
 		"image-from-manifest": imageFromManifest,
 		"run-as-root":         runAsRoot,
+		"save":                saveArchive,
+		"export":              exportImage,
+		"write-executable":    func(_ context.Context, a *Attrs, _ string) error { return writeExecutable(a) },
 	}
 }
 

@@ -30,6 +30,13 @@ type imageAttrs struct {
 	CopyToRoot  []string           `json:"copyToRoot"`
 	Perms       []closure.PermSpec `json:"perms"`
 	FromImage   *string            `json:"fromImage"`
+	// FromImageName and FromImageTag choose among the images of a
+	// docker-archive fromImage (dockerTools' rule; see archive.Select).
+	FromImageName *string `json:"fromImageName"`
+	FromImageTag  *string `json:"fromImageTag"`
+	// MaxLayersCountsBase makes maxLayers the whole image's layer count,
+	// base and buildLayer layers included, as streamLayeredImage's is.
+	MaxLayersCountsBase bool `json:"maxLayersCountsBase"`
 	// Layers are buildLayer outputs (or layers documents), base first.
 	Layers                []string `json:"layers"`
 	InitializeNixDatabase bool     `json:"initializeNixDatabase"`
@@ -60,8 +67,16 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 	if err != nil {
 		return err
 	}
+	base, err := loadBase(ctx, &ia)
+	if err != nil {
+		return err
+	}
+	maxLayers, err := ownMaxLayers(&ia, base, below)
+	if err != nil {
+		return err
+	}
 	own, err := build.Layers(ctx, g, build.Options{
-		MaxLayers:  ia.MaxLayers,
+		MaxLayers:  maxLayers,
 		Roots:      append(append([]string(nil), ia.ConfigPaths...), ia.CopyToRoot...),
 		CopyToRoot: ia.CopyToRoot,
 		// The config refers to its paths under /nix/store, copyToRoot
@@ -86,12 +101,6 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 		layers = append(layers, db)
 	}
 
-	var base *image.Image
-	if ia.FromImage != nil {
-		if base, err = image.Load(ctx, *ia.FromImage); err != nil {
-			return fmt.Errorf("loading base image: %w", err)
-		}
-	}
 	var cfg *image.ParsedConfig
 	if len(ia.Config) > 0 {
 		if cfg, err = image.ParseConfig("the config attribute", ia.Config); err != nil {
@@ -122,6 +131,47 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 		img.Author = *ia.Author
 	}
 	return image.Write(out, img)
+}
+
+// loadBase reads fromImage, whatever it is (see image.Read): a nixoci or
+// nix2container descriptor, or a docker-archive whose layers are then
+// served from the archive in place, compressed like the image's own.
+func loadBase(ctx context.Context, ia *imageAttrs) (*image.Image, error) {
+	if ia.FromImage == nil {
+		return nil, nil
+	}
+	opts := image.ReadOptions{Compression: ia.Compression}
+	if ia.FromImageName != nil {
+		opts.Name = *ia.FromImageName
+	}
+	if ia.FromImageTag != nil {
+		opts.Tag = *ia.FromImageTag
+	}
+	base, err := image.Read(ctx, *ia.FromImage, opts)
+	if err != nil {
+		return nil, fmt.Errorf("fromImage: %w", err)
+	}
+	return base, nil
+}
+
+// ownMaxLayers is the layer count the image's own closure may be split
+// into: maxLayers, less the base's and the layers below when maxLayers
+// counts them (with the Nix database layer, one less again).
+func ownMaxLayers(ia *imageAttrs, base *image.Image, below []layer.Layer) (int, error) {
+	if !ia.MaxLayersCountsBase {
+		return ia.MaxLayers, nil
+	}
+	used := len(below)
+	if base != nil {
+		used += len(base.Layers)
+	}
+	if ia.InitializeNixDatabase {
+		used++
+	}
+	if ia.MaxLayers-used < 1 {
+		return 0, fmt.Errorf("maxLayers %d leaves no layer for the image's contents: fromImage, the layers below and the Nix database take %d; raise maxLayers", ia.MaxLayers, used)
+	}
+	return ia.MaxLayers - used, nil
 }
 
 // warnIgnored says which config keys are not OCI image config fields.

@@ -24,8 +24,16 @@ type ImageOptions struct {
 	// Created is an RFC 3339 time, or "now"; empty keeps the fixed time
 	// 1970-01-01T00:00:01Z.
 	Created string
-	// FromImage is the image descriptor of a base image whose layers come first.
+	// FromImage is the base image whose layers come first: an image
+	// descriptor (nixoci's or nix2container's), or a docker-archive file.
 	FromImage string
+	// FromImageName and FromImageTag choose the base image of a
+	// docker-archive that holds several, as dockerTools' fromImageName and
+	// fromImageTag: with both, the image tagged NAME:TAG; else the first.
+	FromImageName, FromImageTag string
+	// FromImageCompression is the blob compression (gzip, zstd or none) of
+	// a docker-archive base's layers, which the archive stores as plain tars.
+	FromImageCompression string
 	// Layers are layers descriptors written by `nixoci layers`, base first (the arguments).
 	Layers []string
 }
@@ -41,7 +49,10 @@ func (o *ImageOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "os", Usage: "image `OS`; default: the base image's, else linux", Destination: &o.OS},
 		&cli.StringFlag{Name: "variant", Usage: "architecture `VARIANT` (e.g. v8 for arm64)", Destination: &o.Variant},
 		&cli.StringFlag{Name: "created", Usage: "creation `TIME` (RFC 3339) or \"now\"; default 1970-01-01T00:00:01Z", Destination: &o.Created},
-		&cli.StringFlag{Name: "from-image", Usage: "put the layers of base image descriptor `BASE.json` first", Destination: &o.FromImage},
+		&cli.StringFlag{Name: "from-image", Usage: "put the layers of base image `BASE` first: an image descriptor (nixoci's or nix2container's) or a docker-archive (plain, gzip or zstd), whose layers are served from the archive in place", Destination: &o.FromImage},
+		&cli.StringFlag{Name: "from-image-name", Usage: "with --from-image-tag, use the image named `NAME` of a --from-image docker-archive that holds several (default: the first)", Destination: &o.FromImageName},
+		&cli.StringFlag{Name: "from-image-tag", Usage: "with --from-image-name, the `TAG` of that image", Destination: &o.FromImageTag},
+		&cli.StringFlag{Name: "from-image-compression", Usage: "compress the layers of a --from-image docker-archive with `ALG` (gzip, zstd or none) when pushed; they are hashed once now", Value: "gzip", Destination: &o.FromImageCompression},
 	}
 }
 
@@ -64,6 +75,11 @@ func (o *ImageOptions) Validate() error {
 	}
 	if err := checkFile("--from-image", o.FromImage); err != nil {
 		return err
+	}
+	if o.FromImageCompression != "" {
+		if err := checkOneOf("--from-image-compression", o.FromImageCompression, ArchiveCompressions); err != nil {
+			return err
+		}
 	}
 	for _, l := range o.Layers {
 		if err := checkFile("layers descriptor", l); err != nil {
