@@ -24,6 +24,7 @@ func builders() map[string]func(ctx context.Context, a *Attrs, tmp string) error
 		"fetch-blob":          fetchBlob,
 		"image-from-manifest": imageFromManifest,
 		"run-as-root":         runAsRoot,
+		"customise":           customise,
 	}
 }
 
