@@ -50,6 +50,21 @@
   vmKernel ? null,
   vmModules ? null,
   qemu ? null,
+
+  # The tools of buildImage's extraCommands and fakeRootCommands (see
+  # ./customise.nix), each a derivation or path: a directory whose bin/
+  # holds coreutils (mkdir, chmod, ln, stat, …), one whose bin/ holds
+  # fakeroot, and one whose bin/ holds proot (enableFakechroot). Default:
+  # `pkgs.coreutils`, `pkgs.fakeroot`, `pkgs.proot`; without `pkgs`, the
+  # feature that needs one fails at evaluation until it is passed (for
+  # example `coreutils = "/usr"; fakeroot = "/usr";` on Debian).
+  coreutils ? (if pkgs != null then pkgs.coreutils else null),
+  fakeroot ? (if pkgs != null then pkgs.fakeroot else null),
+  proot ? (if pkgs != null then pkgs.proot else null),
+
+  # The shadow package (useradd, groupadd, …) that `shadowSetup` puts in
+  # PATH. Default: `pkgs.shadow`.
+  shadow ? (if pkgs != null then pkgs.shadow else null),
 }:
 let
   internal = import ./internal.nix { inherit nixoci system; };
@@ -84,6 +99,17 @@ let
       vmKernel
       vmModules
       qemu
+      shadow
+      ;
+  };
+
+  customise = import ./customise.nix {
+    inherit
+      internal
+      runtimeShell
+      coreutils
+      fakeroot
+      proot
       ;
   };
 
@@ -93,8 +119,17 @@ let
       scripts
       nix
       runAsRootLayer
+      customise
       ;
   };
+
+  # dockerTools' helper packages, from `pkgs`.
+  fromDockerTools =
+    name:
+    if pkgs != null then
+      pkgs.dockerTools.${name}
+    else
+      throw "nixoci.${name} is dockerTools.${name} from nixpkgs: pass `pkgs` when importing nixoci's nix/ library";
 in
 {
   inherit (image) buildImage;
@@ -112,4 +147,13 @@ in
   # without stdenv: `writeScript { name = "hi"; text = "echo hi"; }`.
   # The result has meta.mainProgram, so `nix run` runs it.
   writeScript = scripts.writeScript;
+
+  # dockerTools' helper packages, re-exported when `pkgs` is given (for
+  # copyToRoot): fakeNss (/etc/passwd, /etc/group with root and nobody),
+  # binSh (/bin/sh, bash), usrBinEnv (/usr/bin/env) and caCertificates
+  # (the CA bundle where distributions look for it).
+  fakeNss = fromDockerTools "fakeNss";
+  binSh = fromDockerTools "binSh";
+  usrBinEnv = fromDockerTools "usrBinEnv";
+  caCertificates = fromDockerTools "caCertificates";
 }

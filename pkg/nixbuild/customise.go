@@ -70,7 +70,7 @@ func customise(ctx context.Context, a *Attrs, tmp string) error {
 	if ca.FakeRootCommands != "" && ca.Fakeroot == "" {
 		return errors.New("customise: fakeRootCommands needs fakeroot: pass `fakeroot` (or `pkgs`) when importing nixoci's nix/ library")
 	}
-	if ca.EnableFakechroot && ca.Proot == "" {
+	if ca.FakeRootCommands != "" && ca.EnableFakechroot && ca.Proot == "" {
 		return errors.New("customise: enableFakechroot needs proot: pass `proot` (or `pkgs`) when importing nixoci's nix/ library")
 	}
 	if err := os.Mkdir(out, 0o755); err != nil {
@@ -99,6 +99,7 @@ func customise(ctx context.Context, a *Attrs, tmp string) error {
 		args := []string{"-s", state, "--"}
 		dir := out
 		if ca.EnableFakechroot {
+			// As dockerTools, only fakeRootCommands run in the chroot.
 			// The tree as /, with the store (and so the tools) and the
 			// kernel's file systems bound in, as dockerTools does.
 			args = append(args, filepath.Join(ca.Proot, "bin", "proot"), "-r", out, "-w", "/",
@@ -296,7 +297,14 @@ func fakerootStat(ctx context.Context, ca customiseAttrs, state, dir string, env
 	stat := filepath.Join(ca.Coreutils, "bin", "stat")
 	for start := 0; start < len(entries); start += statBatch {
 		batch := entries[start:min(start+statBatch, len(entries))]
-		args := []string{"-i", state, "--", stat, "--printf", `%f %u %g\n`, "--"}
+		args := []string{"-i", state}
+		if os.Geteuid() == 0 {
+			// As root, chown really changes the owner and fakeroot records
+			// nothing: read the real owners of files it does not know.
+			// Otherwise those belong to the build user and show as root.
+			args = append(args, "--unknown-is-real")
+		}
+		args = append(args, "--", stat, "--printf", `%f %u %g\n`, "--")
 		for _, e := range batch {
 			args = append(args, "./"+e.rel)
 		}
