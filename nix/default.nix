@@ -134,6 +134,10 @@ in
 {
   inherit (image) buildImage;
   inherit (layer) buildLayer;
+
+  # dockerTools.buildImageWithNixDb: buildImage with a Nix database of the
+  # image's store paths (initializeNixDatabase = true).
+  buildImageWithNixDb = args: image.buildImage (args // { initializeNixDatabase = true; });
   inherit (pull) pullImage pullImageFromManifest;
 
   # The nixoci the library was instantiated with (a path string with context).

@@ -224,6 +224,15 @@ let
       # Attributes merged into the result. Default: none.
       passthru ? { },
 
+      # dockerTools' streamLayeredImage arguments that have no nixoci
+      # meaning, accepted so that its calls carry over: debug (dockerTools
+      # prints its layering; no effect here) and layeringPipeline
+      # (dockerTools' experimental custom layering: only null is accepted,
+      # as layers are split by popularity with maxLayers, or given as
+      # buildLayer results in `layers`). Default: false, null.
+      debug ? false,
+      layeringPipeline ? null,
+
       # Nix meta attributes of the result (description, license, ...).
       meta ? { },
 
@@ -354,7 +363,12 @@ let
           builtins.isString mtime
           || throw "nixoci.buildImage: mtime must be an RFC 3339 time string or \"now\", not ${describe mtime}"
         )
-        && internal.checkPassthru fn passthru;
+        && internal.checkPassthru fn passthru
+        && (
+          layeringPipeline == null
+          || throw "nixoci.buildImage: layeringPipeline (dockerTools' experimental custom layering) is not supported: layers are split by popularity with maxLayers, or give buildLayer results in `layers`"
+        )
+        && (builtins.isBool debug || throw "nixoci.buildImage: debug must be true or false, not ${describe debug}");
       common = {
         inherit
           config
