@@ -33,6 +33,7 @@ const dtLets = `
     nix = "/usr";
     coreutils = "/usr";
     fakeroot = "/usr";
+    proot = "/usr";
     shadow = shadow;
     inherit vmKernel vmModules qemu;
   };
@@ -181,6 +182,20 @@ const dtAttrs = `
       chown -R 1001:1002 home/app
     '';
     config.Cmd = [ "/bin/stat" "-c" "%n %a %u:%g" "/tmp" "/data" "/etc/extra" "/home/app" "/home/app/.cache" "/bin" "/etc/passwd" ];
+  };
+  fakechroot = dt.buildImage {
+    name = "nixoci-test/dt-fakechroot";
+    tag = "t";
+    copyToRoot = applets;
+    # Under proot the tree is /, and the store is there too.
+    fakeRootCommands = ''
+      mkdir -p /etc /srv
+      echo "written to / in the chroot" > /etc/fromchroot
+      chown 1000:1000 /srv
+      test -x ${bb}/bin/busybox
+    '';
+    enableFakechroot = true;
+    config.Cmd = [ "${bb}/bin/busybox" "sh" "-c" "cat /etc/fromchroot; stat -c '%n %u:%g' /srv" ];
   };
   owned = dt.buildImage {
     name = "nixoci-test/dt-owned";
@@ -407,6 +422,14 @@ func TestDockerToolsImages(t *testing.T) {
 			if l.Tar != "" || l.Blob != "" {
 				t.Errorf("layer %s is served from %s%s, want store paths", l.Digest, l.Tar, l.Blob)
 			}
+		}
+	})
+
+	t.Run("enableFakechroot", func(t *testing.T) {
+		testenv.RequireTools(t, "proot")
+		_, ref := e.load(t, "fakechroot")
+		if got, want := e.dockerRun(t, ref), "written to / in the chroot\n/srv 1000:1000\n"; got != want {
+			t.Errorf("docker run %s printed %q, want %q", ref, got, want)
 		}
 	})
 
