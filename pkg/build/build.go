@@ -169,21 +169,23 @@ func setStreamOptions(plan [][]descriptor.Path, opts Options) error {
 	return nil
 }
 
-// logReplacements logs the replacements of every layer with relocated
-// content. A layer whose paths cannot merge fails here, before anything
-// is streamed.
+// logReplacements logs the replacements between the relocated paths of
+// every layer that has several (paths at their store location do not
+// collide with each other, and only content under nix/store could collide
+// with them, so they are not walked twice). Relocated paths that cannot
+// merge fail here, before anything is streamed.
 func logReplacements(ctx context.Context, plan [][]descriptor.Path, log logrus.FieldLogger) error {
 	for _, paths := range plan {
-		relocated := 0
+		var relocated []descriptor.Path
 		for _, p := range paths {
 			if p.Rewrite != nil {
-				relocated++
+				relocated = append(relocated, p)
 			}
 		}
-		if relocated == 0 || len(paths) < 2 {
+		if len(relocated) < 2 {
 			continue
 		}
-		if err := LogReplacements(ctx, paths, log); err != nil {
+		if err := LogReplacements(ctx, relocated, log); err != nil {
 			return err
 		}
 	}

@@ -588,7 +588,7 @@ func TestDockerToolsArguments(t *testing.T) {
 		{"mtime not a string", `(dt.buildImage { name = "x"; mtime = 1; }).drvPath`, "error: nixoci.buildImage|mtime"},
 		{"extraCommands without coreutils", `(bareDt.buildImage { name = "x"; extraCommands = "true"; }).drvPath`, "error: nixoci.buildImage|extraCommands|`coreutils`"},
 		{"fakeRootCommands without fakeroot", `((import @NIXDIR@ { nixoci = bb; runtimeShell = "/bin/sh"; coreutils = "/usr"; }).buildImage { name = "x"; fakeRootCommands = "true"; }).drvPath`, "error: nixoci.buildImage|fakeRootCommands|`fakeroot`"},
-		{"enableFakechroot without proot", `(dt.buildImage { name = "x"; fakeRootCommands = "true"; enableFakechroot = true; }).drvPath`, "error: nixoci.buildImage|enableFakechroot|`proot`"},
+		{"enableFakechroot without proot", `((import @NIXDIR@ { nixoci = bb; runtimeShell = "/bin/sh"; coreutils = "/usr"; fakeroot = "/usr"; }).buildImage { name = "x"; fakeRootCommands = "true"; enableFakechroot = true; }).drvPath`, "error: nixoci.buildImage|enableFakechroot|`proot`"},
 		{"fakeNss without pkgs", `dt.fakeNss.outPath`, "error: nixoci.fakeNss|dockerTools.fakeNss|`pkgs`"},
 	}
 	nixDir := filepath.Join(testenv.ModuleRoot(), "nix")
