@@ -18,56 +18,21 @@
       # Images hold Linux programs: examples are built on Linux only.
       forLinux = f: lib.genAttrs (lib.filter (lib.hasSuffix "-linux") systems) (system: f system nixpkgs.legacyPackages.${system});
 
-      version = "0.1.0";
-
       # The hash of `go mod vendor`'s tree; tests/nix's TestVendorHash checks
       # it and prints the right value when go.mod or go.sum change.
+      # ./package.nix reads it from here when called without flakes.
       vendorHash = "sha256-Ukz0syyYict8bs3QJzGyfewUxeJcFvq8gi27w2n6iNc=";
 
-      # The Go sources only, so that editing docs or nix/ does not rebuild.
-      src = lib.fileset.toSource {
-        root = ./.;
-        fileset = lib.fileset.unions [
-          ./go.mod
-          ./go.sum
-          ./cmd
-          ./pkg
-          (lib.fileset.maybeMissing ./transport)
-          (lib.fileset.maybeMissing ./internal)
-        ];
-      };
-
-      # nixoci built with pkgs. static = true gives a binary without cgo
-      # (no sqlite blob-info cache, no rootless containers-storage), which
-      # runAsRoot uses as the VM guest's init.
+      # nixoci built with pkgs (./package.nix: Go 1.25, so nixpkgs 25.11 or
+      # later when nixpkgs follows yours). static = true gives a binary
+      # without cgo (no sqlite blob-info cache, no rootless
+      # containers-storage), which runAsRoot uses as the VM guest's init.
       mkNixoci =
         pkgs:
         {
           static ? false,
         }:
-        pkgs.buildGoModule {
-          pname = if static then "nixoci-static" else "nixoci";
-          inherit version src vendorHash;
-          subPackages = [ "cmd/nixoci" ];
-          tags = [
-            "containers_image_openpgp"
-            "exclude_graphdriver_btrfs"
-          ];
-          env.CGO_ENABLED = if static then "0" else "1";
-          ldflags = [
-            "-s"
-            "-w"
-          ];
-          # The tests need dockerd, a registry, Nix and skopeo: they run in CI.
-          doCheck = false;
-          # runAsRoot boots its VM with the static build as init.
-          passthru = lib.optionalAttrs (!static) { static = mkNixoci pkgs { static = true; }; };
-          meta = {
-            description = "Build container images from Nix store paths and copy them without tarballs";
-            mainProgram = "nixoci";
-            platforms = lib.platforms.unix;
-          };
-        };
+        pkgs.callPackage ./package.nix { inherit static vendorHash; };
 
       # The nix/ library, instantiated with pkgs and its nixoci.
       mkLib =
@@ -88,6 +53,12 @@
 
       # `nixoci.lib.${system}.buildImage { … }`.
       lib = forAllSystems (system: pkgs: mkLib pkgs self.packages.${system}.nixoci);
+
+      # The library with your nixpkgs (any release from 24.05 on) and the
+      # nixoci built with this flake's own nixpkgs, for projects whose
+      # nixpkgs is too old to build nixoci (Go 1.25):
+      # `nixoci.libFor pkgs`, with nixoci's nixpkgs input not following yours.
+      libFor = pkgs: mkLib pkgs self.packages.${pkgs.stdenv.hostPlatform.system}.nixoci;
 
       # Adds `nixoci` (the program) and `nixociLib` (the library) to nixpkgs.
       overlays.default = final: prev: {

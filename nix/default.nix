@@ -62,6 +62,21 @@
   # build them, and sandboxes give them /dev/kvm) and implies
   # runAsRootAccel = "kvm". Default: false.
   requireKVM ? false,
+
+  # The tools of buildImage's extraCommands and fakeRootCommands (see
+  # ./customise.nix), each a derivation or path: a directory whose bin/
+  # holds coreutils (mkdir, chmod, ln, stat, …), one whose bin/ holds
+  # fakeroot, and one whose bin/ holds proot (enableFakechroot). Default:
+  # `pkgs.coreutils`, `pkgs.fakeroot`, `pkgs.proot`; without `pkgs`, the
+  # feature that needs one fails at evaluation until it is passed (for
+  # example `coreutils = "/usr"; fakeroot = "/usr";` on Debian).
+  coreutils ? (if pkgs != null then pkgs.coreutils else null),
+  fakeroot ? (if pkgs != null then pkgs.fakeroot else null),
+  proot ? (if pkgs != null then pkgs.proot else null),
+
+  # The shadow package (useradd, groupadd, …) that `shadowSetup` puts in
+  # PATH. Default: `pkgs.shadow`.
+  shadow ? (if pkgs != null then pkgs.shadow else null),
 }:
 let
   internal = import ./internal.nix { inherit nixoci system; };
@@ -98,6 +113,17 @@ let
       qemu
       runAsRootAccel
       requireKVM
+      shadow
+      ;
+  };
+
+  customise = import ./customise.nix {
+    inherit
+      internal
+      runtimeShell
+      coreutils
+      fakeroot
+      proot
       ;
   };
 
@@ -107,6 +133,7 @@ let
       scripts
       nix
       runAsRootLayer
+      customise
       ;
   };
 
@@ -116,10 +143,22 @@ let
     inherit internal nixoci shell;
     inherit (image) buildImage;
   };
+
+  # dockerTools' helper packages, from `pkgs`.
+  fromDockerTools =
+    name:
+    if pkgs != null then
+      pkgs.dockerTools.${name}
+    else
+      throw "nixoci.${name} is dockerTools.${name} from nixpkgs: pass `pkgs` when importing nixoci's nix/ library";
 in
 {
   inherit (image) buildImage;
   inherit (layer) buildLayer;
+
+  # dockerTools.buildImageWithNixDb: buildImage with a Nix database of the
+  # image's store paths (initializeNixDatabase = true).
+  buildImageWithNixDb = args: image.buildImage (args // { initializeNixDatabase = true; });
   inherit (pull) pullImage pullImageFromManifest;
   inherit (archive)
     streamLayeredImage
@@ -139,4 +178,13 @@ in
   # without stdenv: `writeScript { name = "hi"; text = "echo hi"; }`.
   # The result has meta.mainProgram, so `nix run` runs it.
   writeScript = scripts.writeScript;
+
+  # dockerTools' helper packages, re-exported when `pkgs` is given (for
+  # copyToRoot): fakeNss (/etc/passwd, /etc/group with root and nobody),
+  # binSh (/bin/sh, bash), usrBinEnv (/usr/bin/env) and caCertificates
+  # (the CA bundle where distributions look for it).
+  fakeNss = fromDockerTools "fakeNss";
+  binSh = fromDockerTools "binSh";
+  usrBinEnv = fromDockerTools "usrBinEnv";
+  caCertificates = fromDockerTools "caCertificates";
 }

@@ -4,6 +4,8 @@
   scripts,
   nix,
   runAsRootLayer,
+  # ./customise.nix, instantiated: extraCommands and fakeRootCommands.
+  customise,
 }:
 let
   inherit (internal) toPath toList describe;
@@ -49,8 +51,7 @@ let
       };
     in
     image;
-in
-{
+
   # Builds an image descriptor: a store path holding one small JSON file that
   # lists the image's layers (store paths and their digests) and config. No
   # layer tar is written; `nixoci copy` (run by the copyTo* scripts in
@@ -61,8 +62,13 @@ in
   # copyToDockerDaemon (docker-daemon:name:tag), copyToPodman
   # (containers-storage:name:tag) and copyTo (destination as first argument).
   # Further arguments are passed to `nixoci copy` (for example
-  # `--dest-tls-verify=false` or `--dest-creds user:pass`).
-  buildImage =
+  # `--dest-tls-verify=false` or `--dest-creds user:pass`), and buildArgs
+  # (the arguments), `passthru`'s attributes and `override` (as nixpkgs'
+  # makeOverridable gives it).
+  #
+  # dockerTools' argument names are accepted with dockerTools' meaning
+  # (architecture, compressor, includeNixDB, contents, extraCommands, …).
+  buildImageFn =
     args@{
       # Image name, as in "registry.example.com/team/app"; lower-cased.
       name,
@@ -78,11 +84,24 @@ in
 
       # Store paths (a derivation or a list) whose content is placed at the
       # image root `/` (for example an environment with bin/ and etc/). Their
-      # dependencies go under /nix/store. Default: none.
+      # dependencies go under /nix/store, and so does a path that anything
+      # in the image refers to, itself included (a makeWrapper wrapper
+      # execs a file of its own store path). They merge in list order, as
+      # dockerTools copies them: a later file or symlink replaces an
+      # earlier one (one warning each in the build log, none for identical
+      # ones); a directory against a file is an error. Default: none.
       copyToRoot ? null,
 
-      # The older dockerTools name of copyToRoot; give one or the other.
+      # The older dockerTools name of copyToRoot. Give one or the other (an
+      # empty list or null for the other is fine).
       contents ? null,
+
+      # dockerTools: when copyToRoot paths collide at a symlink to a
+      # directory, true keeps the symlink (`rsync -K`): against a directory
+      # that is an error, against another symlink the later one wins.
+      # false (default) merges it as the directory it points to (`rsync -k`).
+      # Symlinks nothing collides with stay symlinks either way.
+      keepContentsDirlinks ? false,
 
       # The image this one is built on: a result of pullImage,
       # pullImageFromManifest, buildImage, buildLayeredImage or
@@ -95,6 +114,12 @@ in
       # for a child image (Env by variable, Labels, ExposedPorts and Volumes
       # by key, other fields replaced). Default: none.
       fromImage ? null,
+
+      # dockerTools: which image of a fromImage tarball that holds several
+      # (a string each, or null: the first image). Passed to the builder
+      # as is.
+      fromImageName ? null,
+      fromImageTag ? null,
 
       # Layers from buildLayer (with the layers they are built on), placed
       # after fromImage's and before the ones made from config and
@@ -125,12 +150,33 @@ in
       # Default: false.
       initializeNixDatabase ? false,
 
+      # dockerTools' name of initializeNixDatabase. Default: null (not given).
+      includeNixDB ? null,
+
       # Owner of the store paths of the image's own layers (not those of
       # `layers` or fromImage) and, with initializeNixDatabase, of /nix,
       # /nix/store and the database, so that a non-root user can run Nix in
-      # the container. Default: 0 (root).
-      nixUid ? 0,
-      nixGid ? 0,
+      # the container. Default: `uid` and `gid` (0, root).
+      nixUid ? uid,
+      nixGid ? gid,
+
+      # dockerTools: owner of every entry of the image's own layers (the
+      # copyToRoot content and the store paths; nixUid/nixGid and perms
+      # apply after it). Default: 0, 0, "root", "root".
+      uid ? 0,
+      gid ? 0,
+      uname ? "root",
+      gname ? "root",
+
+      # dockerTools: false leaves every store path out of the image's own
+      # layers, config closure included: only the copyToRoot content goes
+      # in, for containers run with the host's store mounted. Default: true.
+      includeStorePaths ? true,
+
+      # dockerTools: modification time of the entries of the image's own
+      # layers, RFC 3339 or "now" (which makes every build differ).
+      # Default: "1970-01-01T00:00:01Z".
+      mtime ? "1970-01-01T00:00:01Z",
 
       # The image creation time, RFC 3339. Default 1970-01-01T00:00:01Z, so
       # that builds are reproducible; "now" uses the build time (and makes
@@ -141,9 +187,12 @@ in
       # build machine's (from the library's `system`).
       arch ? internal.hostArch,
 
+      # dockerTools' name of arch. Default: null (not given).
+      architecture ? null,
+
       # Architecture variant (v7 for 32-bit arm, ...). Default: the build
       # machine's when arch is left as the default, else none.
-      variant ? (if args ? arch then "" else internal.hostVariant),
+      variant ? (if args ? arch || args ? architecture then "" else internal.hostVariant),
 
       # Operating system. Default: "linux".
       os ? "linux",
@@ -151,8 +200,43 @@ in
       # Layer compression: "gzip" (default), "zstd" or "none".
       compression ? "gzip",
 
+      # dockerTools' name of compression: "gz", "zstd" or "none". Default:
+      # null (not given).
+      compressor ? null,
+
       # Author written into the image config. Default: none.
       author ? null,
+
+      # dockerTools: a shell script run (`sh -e`, PATH = coreutils' bin) in
+      # a copy of the merged copyToRoot content, which becomes the image
+      # root, before the layer is described; it is not root. Modes it sets
+      # (`chmod 1777 tmp`) reach the image although the Nix store resets
+      # them: they are recorded beside the tree and applied as perms, so
+      # the layer is still streamed from the store. Needs `runtimeShell`
+      # and `coreutils` (or `pkgs`). Default: "".
+      extraCommands ? "",
+
+      # dockerTools: a shell script run after extraCommands in the same
+      # tree under fakeroot, so that `chown 1000:1000 data` sets the owner
+      # the image shows. Needs `fakeroot` too (or `pkgs`). Default: "".
+      fakeRootCommands ? "",
+
+      # dockerTools: run fakeRootCommands under proot with the tree as /
+      # (the Nix store bound in), so that scripts writing to / work. Needs
+      # `proot` (or `pkgs`). Default: false.
+      enableFakechroot ? false,
+
+      # Attributes merged into the result. Default: none.
+      passthru ? { },
+
+      # dockerTools' streamLayeredImage arguments that have no nixoci
+      # meaning, accepted so that its calls carry over: debug (dockerTools
+      # prints its layering; no effect here) and layeringPipeline
+      # (dockerTools' experimental custom layering: only null is accepted,
+      # as layers are split by popularity with maxLayers, or given as
+      # buildLayer results in `layers`). Default: false, null.
+      debug ? false,
+      layeringPipeline ? null,
 
       # Nix meta attributes of the result (description, license, ...).
       meta ? { },
@@ -192,11 +276,50 @@ in
     let
       fn = "buildImage";
       lname = internal.lower name;
-      roots =
-        if contents != null && copyToRoot != null then
+      # dockerTools' names given: the same call with nixoci's names.
+      renamed =
+        if architecture == null && compressor == null && includeNixDB == null then
+          null
+        else
+          builtins.removeAttrs args [
+            "architecture"
+            "compressor"
+            "includeNixDB"
+          ]
+          // {
+            arch = internal.alias fn args "arch" arch "architecture" architecture;
+            compression = internal.compressionOf fn args compression compressor;
+            initializeNixDatabase = internal.alias fn args "initializeNixDatabase" initializeNixDatabase "includeNixDB" includeNixDB;
+          };
+      # copyToRoot, or contents; an empty one of the two is no conflict.
+      givenRoots =
+        if toList contents != [ ] && toList copyToRoot != [ ] then
           throw "nixoci.buildImage: give either copyToRoot or contents (its older name), not both"
         else
-          map toPath (toList (if copyToRoot != null then copyToRoot else contents));
+          map toPath (toList (if toList copyToRoot != [ ] then copyToRoot else contents));
+      # extraCommands and fakeRootCommands run in a copy of the merged
+      # content, which then is the only path copied to the root.
+      customised =
+        if extraCommands == "" && fakeRootCommands == "" then
+          null
+        else
+          customise {
+            inherit
+              fn
+              name
+              keepContentsDirlinks
+              extraCommands
+              fakeRootCommands
+              enableFakechroot
+              ;
+            roots = givenRoots;
+          };
+      roots = if customised == null then givenRoots else [ customised.out.outPath ];
+      owner =
+        if uid == 0 && gid == 0 && uname == "root" && gname == "root" then
+          null
+        else
+          { inherit uid gid uname gname; };
       # Every store path the config mentions (with context, so they are inputs).
       configJSON = builtins.toJSON config;
       configPaths = internal.storePathsIn configJSON;
@@ -241,7 +364,37 @@ in
         && (
           builtins.isBool initializeNixDatabase
           || throw "nixoci.buildImage: initializeNixDatabase must be true or false, not ${describe initializeNixDatabase}"
-        );
+        )
+        && (
+          builtins.all (v: v == null || builtins.isString v) [ fromImageName fromImageTag ]
+          || throw "nixoci.buildImage: fromImageName and fromImageTag must be strings or null, not ${describe fromImageName} and ${describe fromImageTag}"
+        )
+        && (
+          builtins.all builtins.isBool [ keepContentsDirlinks includeStorePaths enableFakechroot ]
+          || throw "nixoci.buildImage: keepContentsDirlinks, includeStorePaths and enableFakechroot must be true or false"
+        )
+        && (
+          builtins.isString extraCommands && builtins.isString fakeRootCommands
+          || throw "nixoci.buildImage: extraCommands and fakeRootCommands must be shell script strings, not ${describe extraCommands} and ${describe fakeRootCommands}"
+        )
+        && (
+          builtins.isInt uid && builtins.isInt gid && uid >= 0 && gid >= 0
+          || throw "nixoci.buildImage: uid and gid must be non-negative integers, not ${describe uid} and ${describe gid}"
+        )
+        && (
+          builtins.isString uname && builtins.isString gname
+          || throw "nixoci.buildImage: uname and gname must be strings (user and group names), not ${describe uname} and ${describe gname}"
+        )
+        && (
+          builtins.isString mtime
+          || throw "nixoci.buildImage: mtime must be an RFC 3339 time string or \"now\", not ${describe mtime}"
+        )
+        && internal.checkPassthru fn passthru
+        && (
+          layeringPipeline == null
+          || throw "nixoci.buildImage: layeringPipeline (dockerTools' experimental custom layering) is not supported: layers are split by popularity with maxLayers, or give buildLayer results in `layers`"
+        )
+        && (builtins.isBool debug || throw "nixoci.buildImage: debug must be true or false, not ${describe debug}");
       common = {
         inherit
           config
@@ -259,6 +412,15 @@ in
         tag = if runAsRoot == null then tag else null;
         attrs = common // {
           inherit maxLayers initializeNixDatabase nixUid nixGid nixStore;
+          inherit
+            fromImageName
+            fromImageTag
+            keepContentsDirlinks
+            includeStorePaths
+            mtime
+            owner
+            ;
+          customPerms = if customised == null then null else customised.perms.outPath;
           copyToRoot = roots;
           inherit configPaths;
           perms = internal.normalizePerms fn (toList perms);
@@ -316,6 +478,16 @@ in
           };
         };
     in
-    assert checked;
-    if runAsRoot == null then image else withRunAsRoot;
+    if renamed != null then
+      buildImageFn renamed // { buildArgs = args; }
+    else
+      assert checked;
+      (if runAsRoot == null then image else withRunAsRoot)
+      // passthru
+      // {
+        buildArgs = args;
+      };
+in
+{
+  buildImage = internal.makeOverridable buildImageFn;
 }

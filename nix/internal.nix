@@ -67,6 +67,62 @@ rec {
     "none"
   ];
 
+  # dockerTools' `compressor` values and the compression each one names.
+  compressors = {
+    gz = "gzip";
+    zstd = "zstd";
+    none = "none";
+  };
+
+  # The layer compression from nixoci's `compression` and dockerTools'
+  # `compressor` (null when not given); giving both is an error unless they
+  # agree.
+  compressionOf =
+    fn: args: compression: compressor:
+    let
+      fromCompressor =
+        if builtins.isString compressor && compressors ? ${compressor} then
+          compressors.${compressor}
+        else
+          throw "nixoci.${fn}: compressor (dockerTools' name of compression) must be one of \"gz\", \"zstd\" or \"none\", not ${describe compressor}";
+    in
+    if compressor == null then
+      compression
+    else if args ? compression && compression != fromCompressor then
+      throw "nixoci.${fn}: give compression or compressor (its dockerTools name), not both"
+    else
+      fromCompressor;
+
+  # alias fn args name value aliasName aliasValue: the value of an argument
+  # that also has another name (null when not given); giving both with
+  # different values is an error.
+  alias =
+    fn: args: name: value: aliasName: aliasValue:
+    if aliasValue == null then
+      value
+    else if args ? ${name} && value != aliasValue then
+      throw "nixoci.${fn}: give ${name} or ${aliasName} (its other name), not both"
+    else
+      aliasValue;
+
+  # makeOverridable f args: f args, with `override` as nixpkgs'
+  # lib.makeOverridable gives it: `result.override { … }` (or a function of
+  # the old arguments) calls f again with the arguments updated.
+  makeOverridable =
+    f: args:
+    let
+      result = f args;
+      override =
+        newArgs: makeOverridable f (args // (if builtins.isFunction newArgs then newArgs args else newArgs));
+    in
+    if builtins.isAttrs result then result // { inherit override; } else result;
+
+  # Checks a `passthru` argument; returns true or throws.
+  checkPassthru =
+    fn: passthru:
+    builtins.isAttrs passthru
+    || throw "nixoci.${fn}: passthru must be an attribute set (merged into the result), not ${describe passthru}";
+
   # The store path of a derivation, path or string, as a string with context.
   toPath = x: if builtins.isAttrs x then x.outPath else "${x}";
 

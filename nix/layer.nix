@@ -3,15 +3,13 @@
 { internal }:
 let
   inherit (internal) toPath toList;
-in
-{
-  inherit (internal) layerChain;
 
   # Describes one or more layers holding store paths. The output is a
   # directory with `layers.json` (a `nixoci layers` document) and, for
   # non-reproducible layers, each layer's tar. Pass the result to
-  # buildImage's (or another buildLayer's) `layers`.
-  buildLayer =
+  # buildImage's (or another buildLayer's) `layers`. The result also has
+  # `passthru`'s attributes and `override` (as nixpkgs' makeOverridable).
+  buildLayerFn =
     {
       # Derivation name of the result.
       name ? "layer",
@@ -20,8 +18,16 @@ in
       deps ? [ ],
 
       # Store paths (or one) whose content is placed at the image root `/`,
-      # as buildImage's copyToRoot; their dependencies go under /nix/store.
+      # as buildImage's copyToRoot (merged in list order; a path that
+      # anything refers to, itself included, also goes under /nix/store);
+      # their dependencies go under /nix/store.
       copyToRoot ? [ ],
+
+      # nix2container's older name of copyToRoot; give one or the other.
+      contents ? null,
+
+      # As buildImage's keepContentsDirlinks. Default: false.
+      keepContentsDirlinks ? false,
 
       # A store path (or list of them) left out of the layer, though it is in
       # the closure of `deps`; its own dependencies stay. Default: none.
@@ -55,12 +61,19 @@ in
 
       # Layer compression: "gzip" (default), "zstd" or "none".
       compression ? "gzip",
+
+      # Attributes merged into the result. Default: none.
+      passthru ? { },
     }:
     let
       fn = "buildLayer";
       below = internal.layerChain fn (toList layers);
       depPaths = map toPath (toList deps);
-      rootPaths = map toPath (toList copyToRoot);
+      rootPaths =
+        if toList contents != [ ] && toList copyToRoot != [ ] then
+          throw "nixoci.buildLayer: give either copyToRoot or contents (its older name), not both"
+        else
+          map toPath (toList (if toList copyToRoot != [ ] then copyToRoot else contents));
       checked =
         internal.checkCompression fn compression
         && internal.checkMaxLayers fn maxLayers
@@ -71,14 +84,24 @@ in
         && (
           builtins.isAttrs metadata
           || throw "nixoci.buildLayer: metadata must be an attribute set { created_by; author; comment; }, not ${internal.describe metadata}"
-        );
+        )
+        && (
+          builtins.isBool keepContentsDirlinks
+          || throw "nixoci.buildLayer: keepContentsDirlinks must be true or false, not ${internal.describe keepContentsDirlinks}"
+        )
+        && internal.checkPassthru fn passthru;
       drv = internal.mkBuild "layers" {
         name = internal.safeName name;
         deps = depPaths;
         copyToRoot = rootPaths;
         ignore = map toPath (toList ignore);
         excludeLayers = map toPath below;
-        inherit reproducible maxLayers compression;
+        inherit
+          reproducible
+          maxLayers
+          compression
+          keepContentsDirlinks
+          ;
         perms = internal.normalizePerms fn (toList perms);
         history = {
           created_by = metadata.created_by or "nixoci buildLayer";
@@ -90,10 +113,16 @@ in
     in
     assert checked;
     drv
+    // passthru
     // {
       # Marks buildLayer results (buildImage checks `layers` with it).
       isNixociLayer = true;
       # The layers this one is built on, base first, each once.
       layersBelow = below;
     };
+in
+{
+  inherit (internal) layerChain;
+
+  buildLayer = internal.makeOverridable buildLayerFn;
 }

@@ -19,6 +19,7 @@ packages=(
 	nix-bin            # Nix 2.8: builds with the nix/ library
 	skopeo podman umoci # independent checkers (containers-storage via podman)
 	busybox-static     # a static busybox makes runnable test images
+	fakeroot proot     # buildImage's fakeRootCommands and enableFakechroot in tests/nix
 	qemu-system-x86 linux-image-cloud-amd64 # runAsRoot VM step
 	uidmap
 )

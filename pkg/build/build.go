@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/nixoci/nixoci/pkg/closure"
 	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/layer"
+	"github.com/nixoci/nixoci/pkg/tarstream"
 )
 
 // Owner is a numeric owner of image entries.
@@ -18,16 +20,37 @@ type Owner struct {
 	UID, GID int
 }
 
+// Identity is an owner of image entries by number and by name.
+type Identity struct {
+	UID   int    `json:"uid"`
+	GID   int    `json:"gid"`
+	Uname string `json:"uname"`
+	Gname string `json:"gname"`
+}
+
 // Options say which store paths go into the layers and how they are made.
 type Options struct {
-	// MaxLayers, Roots, CopyToRoot, KeepInStore, Ignore and Perms choose
-	// the paths and split them into layers: see closure.PlanOptions.
-	MaxLayers   int
-	Roots       []string
-	CopyToRoot  []string
-	KeepInStore []string
-	Ignore      []string
-	Perms       []closure.PermSpec
+	// MaxLayers, Roots, CopyToRoot, KeepInStore, Ignore, OmitStorePaths
+	// and Perms choose the paths and split them into layers: see
+	// closure.PlanOptions. CopyToRoot is in merge order: a later path's
+	// file replaces an earlier one's, and each replacement is logged.
+	MaxLayers      int
+	Roots          []string
+	CopyToRoot     []string
+	KeepInStore    []string
+	Ignore         []string
+	OmitStorePaths bool
+	Perms          []closure.PermSpec
+	// KeepDirlinks keeps the CopyToRoot paths' symlinks to directories as
+	// symlinks where they meet another path's directory (an error then);
+	// by default they merge as directories, as `rsync -k` copies them.
+	KeepDirlinks bool
+	// Owner, when set, owns every entry of the new layers, relocated
+	// content included; StoreOwner and Perms apply after it.
+	Owner *Identity
+	// Mtime, when set, is the modification time of every entry of the new
+	// layers. Nil: 1970-01-01T00:00:01Z.
+	Mtime *time.Time
 	// Below are the layers these are built on: the store paths they hold
 	// are left out (relocated CopyToRoot content is still written).
 	Below []layer.Layer
@@ -51,21 +74,32 @@ type Options struct {
 // parallel: each layer's tar is streamed once to compute its digests. An
 // empty plan gives no layers. On failure no tar file is left behind.
 func Layers(ctx context.Context, g *closure.Graph, opts Options) ([]layer.Layer, error) {
+	log := logs.Or(opts.Log)
 	plan, err := closure.Plan(g, closure.PlanOptions{
-		MaxLayers:   opts.MaxLayers,
-		Roots:       opts.Roots,
-		CopyToRoot:  opts.CopyToRoot,
-		KeepInStore: opts.KeepInStore,
-		Exclude:     layer.StorePaths(opts.Below...),
-		Ignore:      opts.Ignore,
-		Perms:       opts.Perms,
-		Log:         logs.Or(opts.Log),
+		MaxLayers:      opts.MaxLayers,
+		Roots:          opts.Roots,
+		CopyToRoot:     opts.CopyToRoot,
+		KeepInStore:    opts.KeepInStore,
+		Exclude:        layer.StorePaths(opts.Below...),
+		Ignore:         opts.Ignore,
+		OmitStorePaths: opts.OmitStorePaths,
+		Perms:          opts.Perms,
+		Log:            log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("planning layers: %w", err)
 	}
-	if o := opts.StoreOwner; o != nil && (o.UID != 0 || o.GID != 0) {
+	if o := opts.StoreOwner; o != nil && (o.UID != 0 || o.GID != 0 || opts.Owner != nil) {
 		chownStorePaths(plan, o.UID, o.GID)
+	}
+	if o := opts.Owner; o != nil {
+		chownAll(plan, *o)
+	}
+	if err := setStreamOptions(plan, opts); err != nil {
+		return nil, err
+	}
+	if err := logReplacements(ctx, plan, log); err != nil {
+		return nil, fmt.Errorf("merging copy-to-root paths: %w", err)
 	}
 	history := opts.History
 	if history != nil && *history == (descriptor.History{}) {
@@ -94,4 +128,84 @@ func chownStorePaths(plan [][]descriptor.Path, uid, gid int) {
 			l[i].Perms = append([]descriptor.Perm{{Regex: ".*", UID: &u, GID: &g}}, l[i].Perms...)
 		}
 	}
+}
+
+// chownAll makes o the owner of every entry of every path, first, so that
+// the store owner and the image's perms still apply after it.
+func chownAll(plan [][]descriptor.Path, o Identity) {
+	for _, l := range plan {
+		for i := range l {
+			u, g, un, gn := o.UID, o.GID, o.Uname, o.Gname
+			l[i].Perms = append([]descriptor.Perm{{Regex: ".*", UID: &u, GID: &g, Uname: &un, Gname: &gn}}, l[i].Perms...)
+		}
+	}
+}
+
+// setStreamOptions records the entries' time and the merging of symlinks
+// to directories in the paths, where the stream reads them.
+func setStreamOptions(plan [][]descriptor.Path, opts Options) error {
+	var mtime *int64
+	if opts.Mtime != nil {
+		s := opts.Mtime.Unix()
+		if s < 0 {
+			return fmt.Errorf("mtime %s is before 1970-01-01T00:00:00Z: give a later time", opts.Mtime.UTC().Format(time.RFC3339))
+		}
+		if s != 1 {
+			// 1 is the stream's default: leave it unrecorded.
+			mtime = &s
+		}
+	}
+	for _, l := range plan {
+		for i := range l {
+			if mtime != nil {
+				m := *mtime
+				l[i].Mtime = &m
+			}
+			if l[i].Rewrite != nil && opts.KeepDirlinks {
+				l[i].KeepDirlinks = true
+			}
+		}
+	}
+	return nil
+}
+
+// logReplacements logs the replacements between the relocated paths of
+// every layer that has several (paths at their store location do not
+// collide with each other, and only content under nix/store could collide
+// with them, so they are not walked twice). Relocated paths that cannot
+// merge fail here, before anything is streamed.
+func logReplacements(ctx context.Context, plan [][]descriptor.Path, log logrus.FieldLogger) error {
+	for _, paths := range plan {
+		var relocated []descriptor.Path
+		for _, p := range paths {
+			if p.Rewrite != nil {
+				relocated = append(relocated, p)
+			}
+		}
+		if len(relocated) < 2 {
+			continue
+		}
+		if err := LogReplacements(ctx, relocated, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LogReplacements logs one warning for each file or symlink of the
+// layer's paths that a later path replaces, naming the image path and both
+// store paths; identical entries merge silently. It fails as the stream
+// would when the paths cannot merge.
+func LogReplacements(ctx context.Context, paths []descriptor.Path, log logrus.FieldLogger) error {
+	repl, err := tarstream.Replacements(ctx, paths)
+	if err != nil {
+		return err
+	}
+	log = logs.Or(log)
+	for _, r := range repl {
+		if !r.Identical {
+			log.Warnf("%s: %s replaces the one from %s (later copyToRoot entries win)", r.Name, r.New, r.Old)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/rand"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,6 +75,27 @@ func ps(paths ...string) []descriptor.Path {
 
 func moved(p string) descriptor.Path {
 	return descriptor.Path{Path: p, Rewrite: &descriptor.Rewrite{Regex: "^" + regexp.QuoteMeta(p), Repl: ""}}
+}
+
+// TestSelfReference: a path that lists itself among its references keeps
+// that, though References leaves it out; Merge keeps it too.
+func TestSelfReference(t *testing.T) {
+	g := testGraph(t)
+	for p, want := range map[string]bool{lib2: true, glibc: true, lib1: false, app: false} {
+		if got := g.Nodes[p].SelfReference; got != want {
+			t.Errorf("%s: SelfReference = %v, want %v", p, got, want)
+		}
+		if got := g.Nodes[p].References; slices.Contains(got, p) {
+			t.Errorf("%s: References %v hold the path itself", p, got)
+		}
+	}
+	m, err := Merge(FromPaths([]string{lib2}), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Nodes[lib2].SelfReference {
+		t.Errorf("Merge() lost the self-reference of %s", lib2)
+	}
 }
 
 func TestParseGraph(t *testing.T) {
@@ -175,6 +197,32 @@ func TestPlan(t *testing.T) {
 			name: "copy to root of a referenced path",
 			opts: PlanOptions{MaxLayers: 1, Roots: []string{app}, CopyToRoot: []string{lib1}},
 			want: [][]descriptor.Path{{{Path: lib2}, {Path: lib1}, moved(lib1), {Path: app}, {Path: glibc}}},
+		},
+		{
+			name: "copy to root of a path that refers to itself",
+			opts: PlanOptions{MaxLayers: 1, Roots: []string{lib2}, CopyToRoot: []string{lib2}},
+			// Like a makeWrapper wrapper: lib2 names its own store path.
+			want: [][]descriptor.Path{{{Path: lib2}, moved(lib2), {Path: glibc}}},
+		},
+		{
+			name: "copy to root in merge order",
+			opts: PlanOptions{MaxLayers: 1, Roots: []string{tool, lib1}, CopyToRoot: []string{lib1, tool}},
+			want: [][]descriptor.Path{{moved(lib1), moved(tool), {Path: glibc}}},
+		},
+		{
+			name: "copy to root listed twice merges where listed last",
+			opts: PlanOptions{MaxLayers: 1, Roots: []string{tool, lib1}, CopyToRoot: []string{tool, lib1, tool}},
+			want: [][]descriptor.Path{{moved(lib1), moved(tool), {Path: glibc}}},
+		},
+		{
+			name: "copy to root in the other order",
+			opts: PlanOptions{MaxLayers: 1, Roots: []string{tool, lib1}, CopyToRoot: []string{lib1, tool, lib1}},
+			want: [][]descriptor.Path{{moved(tool), moved(lib1), {Path: glibc}}},
+		},
+		{
+			name: "store paths omitted",
+			opts: PlanOptions{MaxLayers: 3, Roots: []string{app}, CopyToRoot: []string{lib2, lib1}, KeepInStore: []string{lib1}, OmitStorePaths: true},
+			want: [][]descriptor.Path{{moved(lib2), moved(lib1)}},
 		},
 		{
 			name: "copy to root is not excluded",
@@ -293,16 +341,15 @@ func TestPlanCycle(t *testing.T) {
 	}
 }
 
-// TestPlanDeterministic shuffles the graph's entries and the options' lists
-// and checks the plan does not change.
+// TestPlanDeterministic shuffles the graph's entries and the roots and
+// checks the plan does not change. (The order of CopyToRoot is the merge
+// order, so it is kept: see TestPlanCopyOrder.)
 func TestPlanDeterministic(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	opts := func() PlanOptions {
 		roots := []string{app, tool, lib2}
-		copies := []string{tool, lib2}
 		rng.Shuffle(len(roots), func(i, j int) { roots[i], roots[j] = roots[j], roots[i] })
-		rng.Shuffle(len(copies), func(i, j int) { copies[i], copies[j] = copies[j], copies[i] })
-		return PlanOptions{MaxLayers: 3, Roots: roots, CopyToRoot: copies}
+		return PlanOptions{MaxLayers: 3, Roots: roots, CopyToRoot: []string{tool, lib2}}
 	}
 	want, err := Plan(testGraph(t), opts())
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -20,6 +21,10 @@ type Node struct {
 	// References are the store paths this one refers to, sorted, without
 	// the path itself.
 	References []string
+	// SelfReference is true when the path refers to itself (Nix lists it
+	// among its own references), as a makeWrapper wrapper that execs a
+	// hidden file of its own store path does.
+	SelfReference bool
 }
 
 // Graph is a set of store paths and, when known, their references.
@@ -107,6 +112,7 @@ func ParseGraphKey(name string, data []byte, key string) (*Graph, error) {
 			n = old
 		}
 		n.References = mergeRefs(n.References, e.References, e.Path)
+		n.SelfReference = n.SelfReference || slices.Contains(e.References, e.Path)
 		g.Nodes[e.Path] = n
 	}
 	if err := g.checkComplete(); err != nil {
@@ -183,6 +189,7 @@ func Merge(graphs ...*Graph) (*Graph, error) {
 				out.Nodes[p] = m
 			}
 			m.References = mergeRefs(m.References, n.References, p)
+			m.SelfReference = m.SelfReference || n.SelfReference
 		}
 	}
 	out.Name = strings.Join(names, ", ")

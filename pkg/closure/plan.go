@@ -70,9 +70,12 @@ type PlanOptions struct {
 	Roots []string
 	// CopyToRoot paths have their content relocated to "/" (a Rewrite of
 	// the store path prefix to ""), in the last layer. A path also listed in
-	// Roots is included once, relocated; it stays in the store as well only
-	// when another included path refers to it or it is in KeepInStore.
-	// Their references go in.
+	// Roots is included once, relocated; it stays in the store as well when
+	// an included path refers to it, the path itself included (a wrapper
+	// that execs a file of its own store path), or it is in KeepInStore.
+	// Their references go in. Their order is the order they merge in: a
+	// later path's file replaces an earlier one's (see pkg/tarstream); a
+	// path listed twice merges where it was listed last.
 	CopyToRoot []string
 	// KeepInStore are CopyToRoot paths that go in at their store location
 	// as well, like any root (for example because the image config names
@@ -84,6 +87,10 @@ type PlanOptions struct {
 	Exclude map[string]bool
 	// Ignore lists paths left out entirely (not their references).
 	Ignore []string
+	// OmitStorePaths leaves out every path at its store location: only the
+	// relocated CopyToRoot content goes in (dockerTools'
+	// includeStorePaths = false, for images run with the store mounted).
+	OmitStorePaths bool
 	// Perms are attached to the descriptor.Path of their path (to both its
 	// store and relocated copies).
 	Perms []PermSpec
@@ -97,8 +104,10 @@ type PlanOptions struct {
 // depend on it, directly or not. Paths are ordered by popularity, most
 // popular first, ties by path; the MaxLayers-1 most popular each get a layer
 // of their own, base first, and all the others, with the CopyToRoot content,
-// share the last layer. Paths inside a layer are sorted. The result does
-// not depend on the order of the inputs. Nothing to put in gives no layers.
+// share the last layer. Paths inside a layer are sorted, except that the
+// relocated CopyToRoot paths among them are in merge order. Apart from
+// that order, the result does not depend on the order of the inputs.
+// Nothing to put in gives no layers.
 func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 	if opts.MaxLayers < 1 {
 		return nil, fmt.Errorf("max layers is %d: it must be at least 1", opts.MaxLayers)
@@ -107,7 +116,7 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 	if err != nil {
 		return nil, err
 	}
-	copies, err := cleanPaths("copy-to-root path", opts.CopyToRoot)
+	copies, err := mergeOrder(opts.CopyToRoot)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +148,9 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 				return nil, fmt.Errorf("copy-to-root path %s not in closure graph %s: export the reference graph of every path you list", c, g.Name)
 			}
 			storeRoots = append(storeRoots, n.References...)
+			if n.SelfReference {
+				storeRoots = append(storeRoots, c)
+			}
 		}
 		if closure, err = g.closureSet(storeRoots); err != nil {
 			return nil, err
@@ -147,8 +159,8 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 		closure = toSet(storeRoots)
 	}
 	for _, c := range copies {
-		if closure[c] && !isKept[c] {
-			log.Debugf("copy-to-root path %s is also referenced by the closure: it goes in the store too", c)
+		if closure[c] && !isKept[c] && !opts.OmitStorePaths {
+			log.Debugf("copy-to-root path %s is also referenced by the closure (or by itself): it goes in the store too", c)
 		}
 	}
 
@@ -158,7 +170,7 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 	}
 	candidates := make([]string, 0, len(closure))
 	for p := range closure {
-		if !isIgnored[p] && !opts.Exclude[p] {
+		if !isIgnored[p] && !opts.Exclude[p] && !opts.OmitStorePaths {
 			candidates = append(candidates, p)
 		}
 	}
@@ -179,18 +191,30 @@ func Plan(g *Graph, opts PlanOptions) ([][]descriptor.Path, error) {
 	for _, p := range candidates[singles:] {
 		last = append(last, descriptor.Path{Path: p})
 	}
+	var relocated []descriptor.Path
 	for _, c := range copies {
 		if isIgnored[c] {
 			continue
 		}
-		last = append(last, descriptor.Path{Path: c, Rewrite: &descriptor.Rewrite{Regex: "^" + regexp.QuoteMeta(c), Repl: ""}})
+		relocated = append(relocated, descriptor.Path{Path: c, Rewrite: &descriptor.Rewrite{Regex: "^" + regexp.QuoteMeta(c), Repl: ""}})
 	}
+	last = append(last, relocated...)
 	sort.SliceStable(last, func(i, j int) bool {
 		if last[i].Path != last[j].Path {
 			return last[i].Path < last[j].Path
 		}
 		return last[i].Rewrite == nil && last[j].Rewrite != nil
 	})
+	// The relocated paths take the places the sort gave them (so a layer
+	// with one of them is laid out as before merging existed), in merge
+	// order.
+	next := 0
+	for i := range last {
+		if last[i].Rewrite != nil {
+			last[i] = relocated[next]
+			next++
+		}
+	}
 	if len(last) > 0 {
 		layers = append(layers, last)
 	}
@@ -326,6 +350,27 @@ func cleanPaths(what string, in []string) ([]string, error) {
 		}
 	}
 	sort.Strings(out)
+	return out, nil
+}
+
+// mergeOrder cleans copy-to-root paths and keeps their order, each path
+// where it was listed last (copying a path again merges it again there).
+func mergeOrder(in []string) ([]string, error) {
+	last := map[string]int{}
+	clean := make([]string, len(in))
+	for i, p := range in {
+		if !strings.HasPrefix(p, "/") {
+			return nil, fmt.Errorf("copy-to-root path %q: give an absolute store path", p)
+		}
+		clean[i] = path.Clean(p)
+		last[clean[i]] = i
+	}
+	out := make([]string, 0, len(last))
+	for i, p := range clean {
+		if last[p] == i {
+			out = append(out, p)
+		}
+	}
 	return out, nil
 }
 

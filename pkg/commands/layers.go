@@ -48,17 +48,24 @@ Example:
 			if err != nil {
 				return err
 			}
+			mtime, err := o.LoadMtime()
+			if err != nil {
+				return err
+			}
 			layers, err := build.Layers(c.Context, graph, build.Options{
-				MaxLayers:    o.MaxLayers,
-				Roots:        o.Paths,
-				CopyToRoot:   o.CopyToRoot.Value(),
-				Ignore:       o.Ignore.Value(),
-				Perms:        perms,
-				Below:        below,
-				Compression:  o.Compression,
-				History:      history,
-				TarDirectory: o.TarDirectory,
-				Log:          logrus.StandardLogger(),
+				MaxLayers:      o.MaxLayers,
+				Roots:          o.Paths,
+				CopyToRoot:     o.CopyToRoot.Value(),
+				KeepDirlinks:   o.KeepDirlinks,
+				OmitStorePaths: o.NoStorePaths,
+				Mtime:          mtime,
+				Ignore:         o.Ignore.Value(),
+				Perms:          perms,
+				Below:          below,
+				Compression:    o.Compression,
+				History:        history,
+				TarDirectory:   o.TarDirectory,
+				Log:            logrus.StandardLogger(),
 			})
 			if err != nil {
 				return err

@@ -159,6 +159,16 @@ type Path struct {
 	// of this path, in stream order, over that entry's header and content
 	// bytes. `nixoci verify` uses it to name the first file that differs.
 	Fingerprints string `json:"fingerprints,omitempty"`
+	// Mtime is the modification time, in seconds since
+	// 1970-01-01T00:00:00Z, of this path's entries and of the parent
+	// directories they imply. Nil: 1 (1970-01-01T00:00:01Z).
+	Mtime *int64 `json:"mtime,omitempty"`
+	// KeepDirlinks keeps this path's symlinks to directories as symlinks
+	// where another path of the layer has a directory at the same place
+	// (an error then) or such a symlink (the later path's replaces it).
+	// By default such a symlink is merged as the directory it points to,
+	// as `rsync -k` copies it.
+	KeepDirlinks bool `json:"keepDirlinks,omitempty"`
 }
 
 // Rewrite replaces the first match of Regex in an entry's source path with

@@ -27,6 +27,7 @@ func builders() map[string]func(ctx context.Context, a *Attrs, tmp string) error
 		"save":                saveArchive,
 		"export":              exportImage,
 		"write-executable":    func(_ context.Context, a *Attrs, _ string) error { return writeExecutable(a) },
+		"customise":           customise,
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
+	"time"
 
 	"github.com/nixoci/nixoci/pkg/build"
 	"github.com/nixoci/nixoci/pkg/closure"
@@ -43,6 +45,18 @@ type imageAttrs struct {
 	NixUID                int      `json:"nixUid"`
 	NixGID                int      `json:"nixGid"`
 	NixStore              *string  `json:"nixStore"`
+	// KeepContentsDirlinks, IncludeStorePaths, Mtime and Owner are
+	// dockerTools' keepContentsDirlinks, includeStorePaths (null: true),
+	// mtime (RFC 3339 or "now"; "" keeps the default) and
+	// uid/gid/uname/gname (null: root, unchanged).
+	KeepContentsDirlinks bool            `json:"keepContentsDirlinks"`
+	IncludeStorePaths    *bool           `json:"includeStorePaths"`
+	Mtime                string          `json:"mtime"`
+	Owner                *build.Identity `json:"owner"`
+	// CustomPerms is a JSON file of perms entries written by the
+	// customisation derivation (extraCommands, fakeRootCommands), whose
+	// tree is then the only copyToRoot path.
+	CustomPerms *string `json:"customPerms"`
 }
 
 // layerGraphKey is the exportReferencesGraph key holding the closure of the
@@ -75,19 +89,43 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 	if err != nil {
 		return err
 	}
+	perms := ia.Perms
+	if ia.CustomPerms != nil {
+		data, err := os.ReadFile(*ia.CustomPerms)
+		if err != nil {
+			return fmt.Errorf("reading the modes and owners extraCommands and fakeRootCommands left: %w", err)
+		}
+		custom, err := closure.ParsePerms(*ia.CustomPerms, data)
+		if err != nil {
+			return err
+		}
+		perms = append(append([]closure.PermSpec(nil), custom...), perms...)
+	}
+	var mtime *time.Time
+	if ia.Mtime != "" {
+		t, err := image.ParseCreated(ia.Mtime, nil)
+		if err != nil {
+			return fmt.Errorf("mtime: %w", err)
+		}
+		mtime = &t
+	}
 	own, err := build.Layers(ctx, g, build.Options{
 		MaxLayers:  maxLayers,
 		Roots:      append(append([]string(nil), ia.ConfigPaths...), ia.CopyToRoot...),
 		CopyToRoot: ia.CopyToRoot,
 		// The config refers to its paths under /nix/store, copyToRoot
 		// ones included.
-		KeepInStore: ia.ConfigPaths,
-		Perms:       ia.Perms,
-		Below:       below,
-		StoreOwner:  &build.Owner{UID: ia.NixUID, GID: ia.NixGID},
-		Compression: ia.Compression,
-		History:     &descriptor.History{CreatedBy: "nixoci buildImage"},
-		Log:         a.Log,
+		KeepInStore:    ia.ConfigPaths,
+		OmitStorePaths: ia.IncludeStorePaths != nil && !*ia.IncludeStorePaths,
+		KeepDirlinks:   ia.KeepContentsDirlinks,
+		Perms:          perms,
+		Below:          below,
+		Owner:          ia.Owner,
+		StoreOwner:     &build.Owner{UID: ia.NixUID, GID: ia.NixGID},
+		Mtime:          mtime,
+		Compression:    ia.Compression,
+		History:        &descriptor.History{CreatedBy: "nixoci buildImage"},
+		Log:            a.Log,
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,8 @@ type layerAttrs struct {
 	MaxLayers     int                 `json:"maxLayers"`
 	History       *descriptor.History `json:"history"`
 	Compression   string              `json:"compression"`
+	// KeepContentsDirlinks: see build.Options.KeepDirlinks.
+	KeepContentsDirlinks bool `json:"keepContentsDirlinks"`
 }
 
 // buildLayers writes $out/layers.json (and, for non-reproducible layers,
@@ -52,15 +54,16 @@ func buildLayers(ctx context.Context, a *Attrs, _ string) error {
 		return fmt.Errorf("creating output %s: %w", out, err)
 	}
 	opts := build.Options{
-		MaxLayers:   la.MaxLayers,
-		Roots:       append(append([]string(nil), la.Deps...), la.CopyToRoot...),
-		CopyToRoot:  la.CopyToRoot,
-		Ignore:      la.Ignore,
-		Perms:       la.Perms,
-		Below:       below,
-		Compression: la.Compression,
-		History:     la.History,
-		Log:         a.Log,
+		MaxLayers:    la.MaxLayers,
+		Roots:        append(append([]string(nil), la.Deps...), la.CopyToRoot...),
+		CopyToRoot:   la.CopyToRoot,
+		Ignore:       la.Ignore,
+		Perms:        la.Perms,
+		Below:        below,
+		Compression:  la.Compression,
+		History:      la.History,
+		KeepDirlinks: la.KeepContentsDirlinks,
+		Log:          a.Log,
 	}
 	if !la.Reproducible {
 		opts.TarDirectory = out

@@ -12,8 +12,6 @@ import (
 
 const (
 	blockSize = 512
-	// mtime is 1970-01-01T00:00:01Z for every entry.
-	mtime = 1
 
 	maxName  = 100
 	maxOwner = 32
@@ -49,11 +47,11 @@ func appendHeader(dst []byte, e *entry) []byte {
 		recs = appendRecord(recs, "uname", e.uname)
 	}
 	if len(recs) > 0 {
-		dst = appendBlock(dst, &block{name: "PaxHeader", typ: tar.TypeXHeader, mode: 0o644, size: int64(len(recs))})
+		dst = appendBlock(dst, &block{name: "PaxHeader", typ: tar.TypeXHeader, mode: 0o644, size: int64(len(recs)), mtime: e.mtime})
 		dst = append(dst, recs...)
 		dst = appendZeros(dst, padding(int64(len(recs))))
 	}
-	b := block{name: name, link: link, typ: e.typ, mode: e.mode, size: e.size, uid: e.uid, gid: e.gid, uname: e.uname, gname: e.gname}
+	b := block{name: name, link: link, typ: e.typ, mode: e.mode, size: e.size, mtime: e.mtime, uid: e.uid, gid: e.gid, uname: e.uname, gname: e.gname}
 	return appendBlock(dst, &b)
 }
 
@@ -77,6 +75,7 @@ type block struct {
 	name, link   string
 	typ          byte
 	mode, size   int64
+	mtime        int64
 	uid, gid     int
 	uname, gname string
 }
@@ -92,7 +91,7 @@ func appendBlock(dst []byte, b *block) []byte {
 	putOctal(h[108:116], fit(int64(b.uid), maxID))
 	putOctal(h[116:124], fit(int64(b.gid), maxID))
 	putOctal(h[124:136], fit(b.size, maxSize))
-	putOctal(h[136:148], mtime)
+	putOctal(h[136:148], b.mtime)
 	h[156] = b.typ
 	copy(h[157:257], b.link)
 	copy(h[257:265], "ustar\x0000")

@@ -25,8 +25,11 @@ import (
 // Entries of all paths are sorted bytewise by their path in the image, so
 // parents come before children; implied parent directories are emitted once
 // as 0555 root directories; directories provided by several paths are
-// emitted once, as the first path has them. Headers have mtime
-// 1970-01-01T00:00:01Z, owner 0:0 root:root and canonical Nix store modes
+// emitted once, as the first path has them; a file or symlink of a later
+// path replaces one of an earlier path (see Replacements), and a symlink to
+// a directory meeting another path's directory is merged as that directory
+// unless the path has KeepDirlinks. Headers have mtime 1970-01-01T00:00:01Z
+// (or the path's Mtime), owner 0:0 root:root and canonical Nix store modes
 // (directories 0555, files 0444 or 0555, symlinks 0777) unless a path's
 // Perms say otherwise. Hard links become regular files, symlinks are stored
 // as is, and "~nix~case~hack~N" suffixes are stripped before the image path
@@ -50,7 +53,7 @@ func Write(ctx context.Context, w io.Writer, paths []descriptor.Path, opts ...Op
 		}
 		rs[i] = r
 	}
-	entries, err := plan(ctx, rs)
+	entries, err := plan(ctx, rs, paths)
 	if err != nil {
 		return nil, err
 	}

@@ -488,7 +488,7 @@ func TestBadInput(t *testing.T) {
 		says  []string
 	}{
 		{"missing path", []descriptor.Path{{Path: ok}, {Path: missing}}, tarstream.ErrMissingPath, []string{missing, "garbage-collected", "nix-store --realise"}},
-		{"collision", []descriptor.Path{{Path: ok, Rewrite: toRoot(ok)}, {Path: other, Rewrite: toRoot(other)}}, tarstream.ErrCollision, []string{ok, other, "/bin/x", "keep only one"}},
+		{"directory against file", []descriptor.Path{{Path: ok, Rewrite: toRoot(ok)}, {Path: other, Rewrite: toRoot(other)}}, tarstream.ErrCollision, []string{ok, other, "/etc", "a directory cannot merge", "keep only one"}},
 		{"file over directory", []descriptor.Path{{Path: ok, Rewrite: toRoot(ok), Ignore: "^/bin"}, {Path: other, Rewrite: toRoot(other), Ignore: "^/bin"}}, tarstream.ErrCollision, []string{ok, other, "/etc"}},
 		{"socket", []descriptor.Path{{Path: sock}}, tarstream.ErrUnsupportedType, []string{filepath.Join(sock, "s"), "socket"}},
 		{"fifo", []descriptor.Path{{Path: fifo}}, tarstream.ErrUnsupportedType, []string{filepath.Join(fifo, "f"), "fifo"}},

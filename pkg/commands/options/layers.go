@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/nixoci/nixoci/pkg/closure"
 	"github.com/nixoci/nixoci/pkg/compress"
 	"github.com/nixoci/nixoci/pkg/descriptor"
+	"github.com/nixoci/nixoci/pkg/image"
 	"github.com/nixoci/nixoci/pkg/layer"
 )
 
@@ -25,8 +27,19 @@ type LayersOptions struct {
 	ClosureGraph string
 	// MaxLayers is the most layers made; paths are grouped by popularity.
 	MaxLayers int
-	// CopyToRoot are store paths whose content is relocated to /.
+	// CopyToRoot are store paths whose content is relocated to /, in merge
+	// order: a later path's file or symlink replaces an earlier one's.
 	CopyToRoot cli.StringSlice
+	// KeepDirlinks keeps the copy-to-root paths' symlinks to directories
+	// as symlinks where they meet another path's directory; by default
+	// they merge as directories (rsync -k).
+	KeepDirlinks bool
+	// NoStorePaths leaves out every path at its store location: only the
+	// relocated copy-to-root content goes in.
+	NoStorePaths bool
+	// Mtime is the modification time of every entry, RFC 3339 or "now";
+	// empty keeps 1970-01-01T00:00:01Z.
+	Mtime string
 	// Perms is a JSON file of permission overrides (see PermEntry).
 	Perms string
 	// ExcludeLayers are layers descriptors whose paths are left out.
@@ -48,7 +61,10 @@ func (o *LayersOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the layers descriptor to `LAYERS.json` (required)", Destination: &o.Output},
 		&cli.StringFlag{Name: "closure-graph", Usage: "take the store paths and their references from Nix's exportReferencesGraph JSON `FILE` (all of them, or the closure of the PATH arguments)", Destination: &o.ClosureGraph},
 		&cli.IntFlag{Name: "max-layers", Usage: "make at most `N` layers, grouping store paths by popularity", Value: 1, Destination: &o.MaxLayers},
-		&cli.StringSliceFlag{Name: "copy-to-root", Usage: "relocate the content of store `PATH` to / (repeatable)", Destination: &o.CopyToRoot},
+		&cli.StringSliceFlag{Name: "copy-to-root", Usage: "relocate the content of store `PATH` to / (repeatable; a later PATH's files replace an earlier one's)", Destination: &o.CopyToRoot},
+		&cli.BoolFlag{Name: "keep-dirlinks", Usage: "keep the --copy-to-root paths' symlinks to directories as symlinks where they meet another path's directory, instead of merging them as directories", Destination: &o.KeepDirlinks},
+		&cli.BoolFlag{Name: "no-store-paths", Usage: "leave out every store path at its store location: only the --copy-to-root content goes in", Destination: &o.NoStorePaths},
+		&cli.StringFlag{Name: "mtime", Usage: "modification `TIME` of every entry (RFC 3339) or \"now\"; default 1970-01-01T00:00:01Z", Destination: &o.Mtime},
 		&cli.StringFlag{Name: "perms", Usage: "apply the permission overrides in JSON `FILE`: [{\"path\": STOREPATH, \"regex\": …, \"mode\": \"0700\", \"uid\": …, \"gid\": …, \"uname\": …, \"gname\": …}]", Destination: &o.Perms},
 		&cli.StringSliceFlag{Name: "exclude-layers", Usage: "leave out the store paths already in `LAYERS.json` (repeatable)", Destination: &o.ExcludeLayers},
 		&cli.StringSliceFlag{Name: "ignore", Usage: "leave out store `PATH` (repeatable)", Destination: &o.Ignore},
@@ -70,6 +86,9 @@ func (o *LayersOptions) Validate() error {
 		return fmt.Errorf("--max-layers %d: must be at least 1", o.MaxLayers)
 	}
 	if err := checkOneOf("--compression", o.Compression, compress.Algorithms()); err != nil {
+		return err
+	}
+	if _, err := o.LoadMtime(); err != nil {
 		return err
 	}
 	for _, p := range o.Paths {
@@ -119,6 +138,18 @@ func (o *LayersOptions) LoadPerms() ([]closure.PermSpec, error) {
 		return nil, fmt.Errorf("reading --perms: %w", err)
 	}
 	return closure.ParsePerms(o.Perms, data)
+}
+
+// LoadMtime parses --mtime (nil when unset).
+func (o *LayersOptions) LoadMtime() (*time.Time, error) {
+	if o.Mtime == "" {
+		return nil, nil
+	}
+	t, err := image.ParseCreated(o.Mtime, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--mtime: %w", err)
+	}
+	return &t, nil
 }
 
 // LoadHistory reads the --history file (nil when unset).

@@ -48,6 +48,8 @@ func TestLayersValidate(t *testing.T) {
 		{"history is dir", func(o *LayersOptions) { o.History = dir }, "is a directory"},
 		{"exclude missing", func(o *LayersOptions) { _ = o.ExcludeLayers.Set("/nonexistent.json") }, "--exclude-layers /nonexistent.json"},
 		{"tar dir missing", func(o *LayersOptions) { o.TarDirectory = filepath.Join(dir, "tars") }, "--tar-directory"},
+		{"mtime", func(o *LayersOptions) { o.Mtime = "yesterday" }, `--mtime: created time "yesterday"`},
+		{"mtime now", func(o *LayersOptions) { o.Mtime = "now"; o.KeepDirlinks = true; o.NoStorePaths = true }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
