@@ -33,6 +33,7 @@ Examples:
    nixoci copy nix:./result docker://registry.example.com/app:v1
    nixoci copy --dest-tls-verify=false nix:image.json docker://127.0.0.1:5000/app:v1
    nixoci copy nix:image.json docker-daemon:app:v1
+   nixoci copy --mount-from team/base nix:./result docker://registry.example.com/team/app:v1
    sudo nixoci copy nix:image.json containers-storage:localhost/app:v1`,
 		Flags:  o.Flags(),
 		Before: options.Before(&o),
@@ -57,6 +58,7 @@ Examples:
 				RetryTimes:          &o.RetryTimes,
 				RetryDelay:          o.RetryDelay,
 				StallTimeout:        &o.StallTimeout,
+				MountFrom:           o.MountFrom.Value(),
 				Log:                 logrus.StandardLogger(),
 			})
 			return withFlagHint(err)

@@ -171,8 +171,9 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestProgressLines checks `nixoci copy`'s per-blob lines when
 // containers/image changes the blobs on the way: recompressed with
-// --dest-compress-format zstd, compressed from a --compression none
-// descriptor. Every layer is "done" and says so, naming the blob the
+// --dest-compress-format zstd, compressed with --dest-compress-format
+// gzip from a --compression none descriptor (without the flag such a
+// descriptor is pushed as it is). Every layer is "done" and says so, naming the blob the
 // registry got; nothing says "interrupted".
 func TestProgressLines(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
@@ -185,7 +186,7 @@ func TestProgressLines(t *testing.T) {
 		conversion string
 	}{
 		{"zstd for the destination", nil, []string{"--dest-compress-format", "zstd"}, "recompressed from gzip to zstd"},
-		{"uncompressed descriptor", []string{"--compression", "none"}, nil, "compressed with gzip"},
+		{"uncompressed descriptor", []string{"--compression", "none"}, []string{"--dest-compress-format", "gzip"}, "compressed with gzip"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, host := faultRegistry(t, ctx)
