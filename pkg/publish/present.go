@@ -371,6 +371,14 @@ func reportPresent(opts Options, s *served, what string) {
 	fmt.Fprintf(opts.Progress, "manifest %s: %s\n", s.digest, what)
 }
 
+// CopiesWholeIndex tells whether Copy sends a whole nix: index to a
+// destination of transport destTransport (registries, oci:, oci-archive:,
+// dir:); the others store one image and get the index's image for this
+// machine's platform. `nixoci inspect --dest` shows what is sent.
+func CopiesWholeIndex(destTransport string) bool {
+	return takesLists(destTransport)
+}
+
 // takesLists tells whether a destination transport stores a whole index
 // (and so is sent every image of a nix: index); the others get the image
 // for this machine's platform.
