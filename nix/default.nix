@@ -109,9 +109,14 @@ let
       runAsRootLayer
       ;
   };
+
+  # buildImageIndex (./index.nix): one image per platform, copied as an
+  # OCI image index.
+  index = import ./index.nix { inherit internal scripts; };
 in
 {
   inherit (image) buildImage;
+  inherit (index) buildImageIndex;
   inherit (layer) buildLayer;
   inherit (pull) pullImage pullImageFromManifest;
 
