@@ -30,7 +30,10 @@ func TestFaultyRegistry(t *testing.T) {
 
 	t.Run("500s that stop", func(t *testing.T) {
 		proxy, host := faultRegistry(t, ctx)
-		proxy.Add(testenv.Rule{Fault: testenv.Status500, Times: 2})
+		// The registry's first four answers to GET /v2/ are 500: two
+		// to the manifest check (which steps aside for the copy), two to
+		// the copy's first two attempts. Then an upload is cut.
+		proxy.Add(testenv.Rule{Fault: testenv.Status500, Method: http.MethodGet, Path: regexp.MustCompile(`^/v2/$`), Times: 4})
 		proxy.Add(testenv.Rule{Fault: testenv.CutBody, Path: testenv.BlobUploads, BodyOnly: true, Times: 1})
 		r := copyImage(t, ctx, img, "docker://"+host+"/faults/stop:v1", "--dest-tls-verify=false", "--retry-delay=100ms")
 		if n := strings.Count(r.Stderr, "retrying in 100ms"); n != 3 {
