@@ -85,6 +85,9 @@ type registry struct {
 	// blobHeadDelay, when set, holds every HEAD of a blob that long, so
 	// that concurrent checks overlap.
 	blobHeadDelay time.Duration
+	// manifestHeadDelay, when set, holds every HEAD of a manifest that
+	// long: a registry that hangs.
+	manifestHeadDelay time.Duration
 
 	mu             sync.Mutex
 	uploadRequests int   // requests under /v2/*/blobs/uploads/
@@ -129,6 +132,13 @@ func newRegistry(t *testing.T) *registry {
 				r.blobHeads--
 				r.mu.Unlock()
 			}()
+		}
+		if req.Method == http.MethodHead && manifestPath.MatchString(req.URL.Path) && r.manifestHeadDelay > 0 {
+			select {
+			case <-time.After(r.manifestHeadDelay):
+			case <-req.Context().Done():
+				return
+			}
 		}
 		if r.user != "" {
 			if u, p, ok := req.BasicAuth(); !ok || u != r.user || p != r.pass {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -124,6 +125,10 @@ func blobs(m []byte) (config types.BlobInfo, layers []types.BlobInfo, err error)
 	return parsed.ConfigInfo(), layers, nil
 }
 
+// manifestCheckTimeout bounds the manifest check of a registry: a few
+// small requests.
+const manifestCheckTimeout = 30 * time.Second
+
 // presence is what a destination holds of the manifest a copy would write.
 type presence int
 
@@ -157,7 +162,16 @@ func (c *copier) skipPresent(ctx context.Context, s *served) bool {
 	var p presence
 	switch c.dest.Transport().Name() {
 	case docker.Transport.Name():
-		p = c.registryHas(ctx, s)
+		// A registry that does not answer costs the check at most
+		// checkTimeout (or the stall timeout, if shorter); the copy then
+		// runs under its own watchdog.
+		timeout := manifestCheckTimeout
+		if st := *c.opts.StallTimeout; st > 0 && st < timeout {
+			timeout = st
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		p = c.registryHas(cctx, s)
 	case layout.Transport.Name():
 		p = layoutHas(c.dest, s)
 	case "containers-storage":

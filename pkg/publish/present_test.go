@@ -366,3 +366,28 @@ func TestDaemonManifestFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestCheckIsBounded: a registry that does not answer the
+// manifest check costs at most the stall timeout; the copy then runs.
+func TestManifestCheckIsBounded(t *testing.T) {
+	ctx := testContext(t)
+	reg := newRegistry(t)
+	dir, _ := twoLayerImage(t)
+	dest := "docker://" + reg.host + "/nixoci/hang:v1"
+	if err := Copy(ctx, "nix:"+dir, dest, Options{DestTLSVerify: boolPtr(false), BlobInfoCacheDir: t.TempDir()}); err != nil {
+		t.Fatalf("Copy() = %v", err)
+	}
+	reg.manifestHeadDelay = time.Minute
+	var report bytes.Buffer
+	start := time.Now()
+	err := Copy(ctx, "nix:"+dir, dest, Options{DestTLSVerify: boolPtr(false), BlobInfoCacheDir: t.TempDir(), StallTimeout: durationPtr(time.Second), Progress: &report})
+	if err != nil {
+		t.Fatalf("Copy() past a hanging manifest check = %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the copy took %v past a hanging manifest check, want about the 1s stall timeout", took)
+	}
+	if !strings.Contains(report.String(), "written to "+dest) {
+		t.Errorf("the copy after the check gave up did not write the manifest:\n%s", report.String())
+	}
+}
