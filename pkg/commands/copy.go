@@ -30,7 +30,7 @@ written. A nix: source arrives with exactly the manifest ` + "`nixoci inspect`" 
 (unless --dest-compress-format asks to recompress). A nix:INDEX.json (` + "`nixoci index`" + `)
 goes whole to registries, oci:, oci-archive: and dir:; the other destinations
 get the image of this machine's platform. --mount-from REPO mounts layers from
-another repository of the same registry instead of uploading them.
+another repository of the same registry instead of uploading them (nix: sources).
 
 On a terminal progress bars are drawn; otherwise one line per blob is printed,
 "skipped: already exists" for blobs the destination has. A copy that fails in a

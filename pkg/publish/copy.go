@@ -90,7 +90,10 @@ func Copy(ctx context.Context, src, dest string, opts Options) error {
 	if c.skipPresent(ctx, s) {
 		return nil
 	}
-	if len(mounts) > 0 && s != nil {
+	if len(mounts) > 0 && s == nil {
+		return fmt.Errorf("mounting blobs into %s: %w: mounts are tried for nix: sources, not %s", refString(destRef), ErrBadOption, refString(srcRef))
+	}
+	if len(mounts) > 0 {
 		dir, err := mountCache(s.layerCompressors(), mounts)
 		if err != nil {
 			return err

@@ -105,9 +105,14 @@ func TestMountFromErrors(t *testing.T) {
 		{"another registry", "docker://" + reg.host + "/team/app:v1", "registry.example.com/team/base", "registry.example.com"},
 		{"a tag", "docker://" + reg.host + "/team/app:v1", "team/base:v1", "without a tag"},
 		{"not a name", "docker://" + reg.host + "/team/app:v1", "Team/Base", "Team/Base"},
+		{"not a nix: source", "docker://" + reg.host + "/team/app:v1", "team/base", "nix: sources"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := Copy(testContext(t), "nix:"+dir, tc.dest, Options{DestTLSVerify: boolPtr(false), MountFrom: []string{tc.from}})
+			src := "nix:" + dir
+			if tc.name == "not a nix: source" {
+				src = "oci:" + filepath.Join(t.TempDir(), "layout")
+			}
+			err := Copy(testContext(t), src, tc.dest, Options{DestTLSVerify: boolPtr(false), MountFrom: []string{tc.from}})
 			if err == nil {
 				t.Fatalf("Copy(mount from %s) = nil, want an error", tc.from)
 			}
