@@ -80,7 +80,7 @@ type Options struct {
 	// or "HOST/team/base") that may hold layers of the image: a layer the
 	// destination repository lacks is mounted from the first of them that
 	// has it (a cross-repository blob mount) instead of being uploaded.
-	// Only for registry destinations; it needs the SQLite blob-info cache
+	// Only for nix: sources and registry destinations; it needs the SQLite blob-info cache
 	// (a build with cgo).
 	MountFrom []string
 	// Log receives retries, cleanup problems and details; nil discards
