@@ -151,9 +151,14 @@ let
       pkgs.dockerTools.${name}
     else
       throw "nixoci.${name} is dockerTools.${name} from nixpkgs: pass `pkgs` when importing nixoci's nix/ library";
+
+  # buildImageIndex (./index.nix): one image per platform, copied as an
+  # OCI image index.
+  index = import ./index.nix { inherit internal scripts; };
 in
 {
   inherit (image) buildImage;
+  inherit (index) buildImageIndex;
   inherit (layer) buildLayer;
 
   # dockerTools.buildImageWithNixDb: buildImage with a Nix database of the

@@ -26,6 +26,7 @@ func New() *cli.App {
 	for _, add := range []func(*cli.App){
 		addLayers,            // layers.go
 		addImage,             // image.go
+		addIndex,             // index.go
 		addInspect,           // inspect.go
 		addCopy,              // copy.go
 		addVerify,            // verify.go

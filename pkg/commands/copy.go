@@ -24,6 +24,14 @@ it, so layers the destination already holds are never read. Destinations:
 docker://HOST/NAME:TAG, docker-daemon:NAME:TAG, containers-storage:NAME:TAG,
 oci:DIR:TAG, oci-archive:FILE:TAG, docker-archive:FILE:NAME:TAG, dir:DIR.
 
+Before any blob moves, the destination is asked whether it holds the manifest
+of a nix: source already (a registry: two small requests); if so only the tag is
+written. A nix: source arrives with exactly the manifest ` + "`nixoci inspect`" + ` shows
+(unless --dest-compress-format asks to recompress). A nix:INDEX.json (` + "`nixoci index`" + `)
+goes whole to registries, oci:, oci-archive: and dir:; the other destinations
+get the image of this machine's platform. --mount-from REPO mounts layers from
+another repository of the same registry instead of uploading them (nix: sources).
+
 On a terminal progress bars are drawn; otherwise one line per blob is printed,
 "skipped: already exists" for blobs the destination has. A copy that fails in a
 way a new attempt can mend is retried (--retry-times), and one that stalls ends
@@ -33,6 +41,7 @@ Examples:
    nixoci copy nix:./result docker://registry.example.com/app:v1
    nixoci copy --dest-tls-verify=false nix:image.json docker://127.0.0.1:5000/app:v1
    nixoci copy nix:image.json docker-daemon:app:v1
+   nixoci copy --mount-from team/base nix:./result docker://registry.example.com/team/app:v1
    sudo nixoci copy nix:image.json containers-storage:localhost/app:v1`,
 		Flags:  o.Flags(),
 		Before: options.Before(&o),
@@ -57,6 +66,7 @@ Examples:
 				RetryTimes:          &o.RetryTimes,
 				RetryDelay:          o.RetryDelay,
 				StallTimeout:        &o.StallTimeout,
+				MountFrom:           o.MountFrom.Value(),
 				Log:                 logrus.StandardLogger(),
 			})
 			return withFlagHint(err)

@@ -32,13 +32,25 @@ bytes come from (store paths, a stored tar or a stored blob). For destinations
 that store plain tars (docker-daemon, containers-storage, docker-archive) the
 layers are served uncompressed. Nothing is streamed, so this is instant.
 
+For an index (` + "`nixoci index`" + `, buildImageIndex) it prints the OCI index and each
+image's platform, manifest digest and descriptor; for a destination that
+stores one image it prints the image this machine's platform gets.
+
 Example:
    nixoci inspect nix:./result/image.json
    nixoci inspect --dest docker-daemon nix:./result
-   nixoci inspect --json nix:image.json | jq .manifest`,
+   nixoci inspect --json nix:image.json | jq .manifest
+   nixoci inspect nix:index.json`,
 		Flags:  o.Flags(),
 		Before: options.Before(&o),
 		Action: func(c *cli.Context) error {
+			isIndex, err := descriptor.IsIndex(o.Image)
+			if err != nil {
+				return err
+			}
+			if isIndex {
+				return inspectIndex(c, o)
+			}
 			img, err := image.Load(c.Context, o.Image)
 			if err != nil {
 				return err

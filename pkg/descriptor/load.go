@@ -45,12 +45,19 @@ type header struct {
 	Architecture *string         `json:"architecture"`
 	OS           *string         `json:"os"`
 	ImageConfig  json.RawMessage `json:"config"`
+	// Manifests is set in index documents only.
+	Manifests json.RawMessage `json:"manifests"`
 }
 
 // isLayers reports whether a nixoci document is a layers document: it has
-// none of an image descriptor's own fields.
+// none of an image descriptor's or an index's own fields.
 func (h header) isLayers() bool {
-	return h.Architecture == nil && h.OS == nil && h.ImageConfig == nil
+	return h.Architecture == nil && h.OS == nil && h.ImageConfig == nil && !h.isIndex()
+}
+
+// isIndex reports whether a nixoci document is an index document.
+func (h header) isIndex() bool {
+	return h.Manifests != nil
 }
 
 // LoadImage reads an image descriptor: nixoci's own (version Version) or
@@ -80,6 +87,9 @@ func ParseImage(name string, data []byte) (*Image, error) {
 	if h.isLayers() {
 		return nil, fmt.Errorf("%s is a layers descriptor (written by `nixoci layers` or buildLayer), not an image descriptor: make an image of it with `nixoci image` (or buildImage's layers argument) and use that", name)
 	}
+	if h.isIndex() {
+		return nil, fmt.Errorf("%s is an index descriptor (written by `nixoci index` or buildImageIndex), not an image descriptor: give one of the images it lists (`nixoci inspect` shows them); `nixoci copy` takes the index itself", name)
+	}
 	var img Image
 	if err := strictUnmarshal(data, &img); err != nil {
 		return nil, fmt.Errorf("parsing image descriptor %s: %w", name, err)
@@ -102,6 +112,9 @@ func LoadLayers(path string) (*Layers, error) {
 	}
 	if h.Nixoci == nil {
 		return nil, fmt.Errorf("layers descriptor %s: no \"nixoci\" version field; write it with `nixoci layers`", path)
+	}
+	if h.isIndex() {
+		return nil, fmt.Errorf("%s is an index descriptor, not a layers descriptor: give the layers documents its images were made of", path)
 	}
 	if !h.isLayers() {
 		return nil, fmt.Errorf("%s is an image descriptor, not a layers descriptor: use it as a base image (a from-image), or give the layers documents it was made of", path)
@@ -224,7 +237,7 @@ func (m *Member) validate(l *Layer) error {
 	return nil
 }
 
-// Write writes v (an *Image or *Layers) to path as indented JSON, through a
+// Write writes v (an *Image, *Layers or *Index) to path as indented JSON, through a
 // temporary file renamed into place, so a failed write leaves nothing behind.
 func Write(path string, v any) error {
 	data, err := Marshal(v)
@@ -259,6 +272,8 @@ func Marshal(v any) ([]byte, error) {
 	case *Image:
 		d.Nixoci = Version
 	case *Layers:
+		d.Nixoci = Version
+	case *Index:
 		d.Nixoci = Version
 	}
 	var buf bytes.Buffer

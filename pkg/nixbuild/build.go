@@ -18,6 +18,7 @@ func builders() map[string]func(ctx context.Context, a *Attrs, tmp string) error
 	return map[string]func(ctx context.Context, a *Attrs, tmp string) error{
 		"layers":              buildLayers,
 		"image":               buildImage,
+		"index":               buildIndex,
 		"write-script":        func(_ context.Context, a *Attrs, _ string) error { return writeScript(a) },
 		"pull":                pullToDir,
 		"image-from-dir":      imageFromDir,

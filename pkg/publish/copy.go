@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -33,6 +34,12 @@ var uncompressedDestinations = map[string]bool{
 // containers/image transport (nix: included, as a source). A nix: source is
 // served uncompressed to destinations that store plain tars, and loaded into
 // docker-daemon: by pkg/dockerload, which skips the layers the daemon has.
+// Before any blob moves, the destination is asked whether it holds the
+// manifest a nix: source would write (see skipPresent); if it does, the
+// copy only tags it. A nix: source reaches registries, oci: and dir: with
+// exactly the manifest it serves (no layer is compressed on the way unless
+// Options.DestCompressFormat asks), and a nix: index reaches them whole;
+// other destinations get the image of this machine's platform.
 // Copies to dir:, oci:, docker-archive: and oci-archive: are all-or-nothing,
 // and copies into one oci: layout from several processes keep every tag
 // (see stage). A copy that fails in a way a new attempt can mend is
@@ -53,6 +60,10 @@ func Copy(ctx context.Context, src, dest string, opts Options) error {
 	if err != nil {
 		return err
 	}
+	mounts, err := mountRepos(opts.MountFrom, destRef)
+	if err != nil {
+		return err
+	}
 	policy, err := policyContext(opts.PolicyPath)
 	if err != nil {
 		return err
@@ -62,10 +73,36 @@ func Copy(ctx context.Context, src, dest string, opts Options) error {
 	if srcRef, err = SourceFor(srcRef, destRef.Transport().Name()); err != nil {
 		return err
 	}
-	if srcRef.Transport().Name() == nix.Transport.Name() && destRef.Transport().Name() == "docker-daemon" {
-		return load(ctx, srcRef, destRef, srcSys, policy, opts)
+	// A nix: source is opened once, here: what it serves is known before
+	// any blob moves, and copy.Image reads the same open source.
+	var s *served
+	if isNix(srcRef) {
+		if s, err = openServed(ctx, srcRef, srcSys, takesLists(destRef.Transport().Name())); err != nil {
+			return explain(fmt.Errorf("initializing source %s: %w", refString(srcRef), err), srcRef, destRef)
+		}
+		defer s.src.Close()
+		srcRef = openedRef{ImageReference: srcRef, src: s.src}
 	}
-	c := &copier{opts: opts, src: srcRef, dest: destRef, srcSys: srcSys, destSys: destSys, policy: policy}
+	if s != nil && destRef.Transport().Name() == "docker-daemon" {
+		return load(ctx, s, srcRef, destRef, srcSys, policy, opts)
+	}
+	c := &copier{opts: opts, src: srcRef, dest: destRef, srcSys: srcSys, destSys: destSys, policy: policy, served: s}
+	if c.skipPresent(ctx, s) {
+		return nil
+	}
+	if len(mounts) > 0 && s == nil {
+		return fmt.Errorf("mounting blobs into %s: %w: mounts are tried for nix: sources, not %s", refString(destRef), ErrBadOption, refString(srcRef))
+	}
+	if len(mounts) > 0 {
+		dir, err := mountCache(s.layerCompressors(), mounts)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		sys := *destSys
+		sys.BlobInfoCacheDir = dir
+		c.destSys = &sys
+	}
 	retries := 0
 	if remote(srcRef, destRef) {
 		retries = *opts.RetryTimes
@@ -77,6 +114,11 @@ func Copy(ctx context.Context, src, dest string, opts Options) error {
 		return explain(err, srcRef, destRef)
 	}
 	return nil
+}
+
+// isNix tells whether ref is a nix: reference.
+func isNix(ref types.ImageReference) bool {
+	return ref.Transport().Name() == nix.Transport.Name()
 }
 
 // remote tells whether a registry is on a side of the copy: only then can
@@ -105,6 +147,8 @@ type copier struct {
 	policy          *signature.PolicyContext
 	// stallTimeout is the watchdog's timeout; 0 turns it off.
 	stallTimeout time.Duration
+	// served is what a nix: source serves; nil for other sources.
+	served *served
 }
 
 // attempt copies once: it stages the destination, runs copy.Image with the
@@ -126,6 +170,16 @@ func (c *copier) attempt(ctx context.Context) error {
 		DestinationCtx:       &destSys,
 		MaxParallelDownloads: c.opts.ImageParallelCopies,
 		ProgressInterval:     progressInterval,
+	}
+	if c.served != nil && c.opts.DestCompressFormat == "" && takesLists(c.dest.Transport().Name()) {
+		// The destination gets the manifest `nixoci inspect` shows:
+		// containers/image would otherwise gzip uncompressed layers on the
+		// way to a registry or an OCI layout, so that the manifest differs
+		// and a later copy can never skip them.
+		copyOpts.PreserveDigests = true
+		// A nix: index goes whole to destinations that hold indexes, as
+		// `skopeo copy --all`; the others get this machine's platform.
+		copyOpts.ImageListSelection = copy.CopyAllImages
 	}
 	var lines *lineReporter
 	if c.opts.TTY || c.opts.Debug {
@@ -196,10 +250,13 @@ func SourceFor(src types.ImageReference, destTransport string) (types.ImageRefer
 }
 
 // load copies a nix: image into the docker daemon, skipping known layers.
-func load(ctx context.Context, srcRef, destRef types.ImageReference, srcSys *types.SystemContext, policy *signature.PolicyContext, opts Options) error {
+func load(ctx context.Context, s *served, srcRef, destRef types.ImageReference, srcSys *types.SystemContext, policy *signature.PolicyContext, opts Options) error {
 	tagged, ok := destRef.DockerReference().(reference.NamedTagged)
 	if !ok {
 		return fmt.Errorf("destination %s: %w", refString(destRef), dockerload.ErrNoTag)
+	}
+	if allowed(ctx, policy, s) && daemonHas(ctx, s, tagged, opts) {
+		return nil
 	}
 	_, err := dockerload.Load(ctx, srcRef, tagged, dockerload.Options{
 		SourceCtx: srcSys,

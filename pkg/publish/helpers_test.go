@@ -82,12 +82,26 @@ type registry struct {
 	// body (1-based); true cuts the connection after part of the body.
 	breakUpload func(n int) bool
 
+	// blobHeadDelay, when set, holds every HEAD of a blob that long, so
+	// that concurrent checks overlap.
+	blobHeadDelay time.Duration
+	// manifestHeadDelay, when set, holds every HEAD of a manifest that
+	// long: a registry that hangs.
+	manifestHeadDelay time.Duration
+
 	mu             sync.Mutex
 	uploadRequests int   // requests under /v2/*/blobs/uploads/
 	uploadBytes    int64 // body bytes of those requests
 	bodyUploads    int
 	manifestPuts   int
+	// requests are all requests as "METHOD PATH?QUERY", in order.
+	requests []string
+	// blobHeads is how many blob HEADs are running; maxBlobHeads the
+	// most that ran at once.
+	blobHeads, maxBlobHeads int
 }
+
+var blobPath = regexp.MustCompile(`^/v2/.+/blobs/sha256:`)
 
 var uploadPath = regexp.MustCompile(`^/v2/.+/blobs/uploads/`)
 var manifestPath = regexp.MustCompile(`^/v2/.+/manifests/`)
@@ -100,6 +114,32 @@ func newRegistry(t *testing.T) *registry {
 	app := handlers.NewApp(context.Background(), cfg)
 	r := &registry{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		line := req.Method + " " + req.URL.Path
+		if req.URL.RawQuery != "" {
+			line += "?" + req.URL.RawQuery
+		}
+		r.requests = append(r.requests, line)
+		r.mu.Unlock()
+		if req.Method == http.MethodHead && blobPath.MatchString(req.URL.Path) {
+			r.mu.Lock()
+			r.blobHeads++
+			r.maxBlobHeads = max(r.maxBlobHeads, r.blobHeads)
+			r.mu.Unlock()
+			time.Sleep(r.blobHeadDelay)
+			defer func() {
+				r.mu.Lock()
+				r.blobHeads--
+				r.mu.Unlock()
+			}()
+		}
+		if req.Method == http.MethodHead && manifestPath.MatchString(req.URL.Path) && r.manifestHeadDelay > 0 {
+			select {
+			case <-time.After(r.manifestHeadDelay):
+			case <-req.Context().Done():
+				return
+			}
+		}
 		if r.user != "" {
 			if u, p, ok := req.BasicAuth(); !ok || u != r.user || p != r.pass {
 				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
@@ -151,6 +191,16 @@ func (r *registry) uploads() (requests int, bytes int64) {
 	requests, bytes = r.uploadRequests, r.uploadBytes
 	r.uploadRequests, r.uploadBytes = 0, 0
 	return requests, bytes
+}
+
+// seen returns the requests since the last call and forgets them.
+func (r *registry) seen() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.requests
+	r.requests = nil
+	r.uploadRequests, r.uploadBytes = 0, 0
+	return out
 }
 
 type countingBody struct {

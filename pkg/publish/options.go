@@ -76,6 +76,13 @@ type Options struct {
 	// which may work for long after the last byte. Nil is
 	// DefaultStallTimeout; 0 turns it off.
 	StallTimeout *time.Duration
+	// MountFrom are repositories of the destination registry ("team/base"
+	// or "HOST/team/base") that may hold layers of the image: a layer the
+	// destination repository lacks is mounted from the first of them that
+	// has it (a cross-repository blob mount) instead of being uploaded.
+	// Only for nix: sources and registry destinations; it needs the SQLite blob-info cache
+	// (a build with cgo).
+	MountFrom []string
 	// Log receives retries, cleanup problems and details; nil discards
 	// them.
 	Log Logger

@@ -56,7 +56,11 @@ func TestProgressTellsTheTruth(t *testing.T) {
 		{"gzip as is", descriptor.Gzip, "", ""},
 		{"gzip to zstd", descriptor.Gzip, "zstd", "recompressed from gzip to zstd"},
 		{"zstd to gzip", descriptor.Zstd, "gzip", "recompressed from zstd to gzip"},
-		{"uncompressed to a registry", descriptor.None, "", "compressed with gzip"},
+		// Uncompressed layers go as they are described, so that the
+		// manifest is the one `nixoci inspect` shows …
+		{"uncompressed to a registry", descriptor.None, "", ""},
+		// … unless a compression is asked for.
+		{"uncompressed, gzip asked", descriptor.None, "gzip", "compressed with gzip"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, host := testenv.StartFaultRegistry(t)

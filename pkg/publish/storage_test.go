@@ -64,3 +64,11 @@ func TestCopyToContainersStorage(t *testing.T) {
 		t.Errorf("store layers = %v, want %v", diffIDs, want)
 	}
 }
+
+// shutdownStore releases a test's containers-storage store.
+func shutdownStore(root, runroot string) {
+	store, err := storage.GetStore(types.StoreOptions{GraphRoot: root, RunRoot: runroot, GraphDriverName: "vfs"})
+	if err == nil {
+		store.Shutdown(true)
+	}
+}

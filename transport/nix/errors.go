@@ -17,6 +17,10 @@ var (
 	ErrUnknownBlob = errors.New("blob is not part of the image")
 
 	// ErrNotAList is wrapped by the error for a request of a manifest-list
-	// instance: a nix: image is always a single image.
-	ErrNotAList = errors.New("nix: images are single images, not manifest lists")
+	// instance from a nix: image descriptor, which is a single image.
+	ErrNotAList = errors.New("nix: image descriptors are single images, not manifest lists")
+
+	// ErrUnknownManifest is wrapped by the error for a request of a
+	// manifest an index does not list.
+	ErrUnknownManifest = errors.New("manifest is not one of the index's images")
 )

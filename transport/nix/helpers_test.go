@@ -44,3 +44,5 @@ func writeImage(t *testing.T, dir, compression string, paths ...string) *descrip
 	}
 	return img
 }
+
+func mkdir(dir string) error { return os.MkdirAll(dir, 0o755) }

@@ -24,7 +24,9 @@ func init() {
 
 // Transport is the nix: ImageTransport. Its references name an image
 // descriptor file, or a directory holding image.json (such as a nix-build
-// `result` link).
+// `result` link), or an index descriptor (`nixoci index`,
+// buildImageIndex), which is served as an OCI image index of its images:
+// GetManifest with an instance digest gives each image's manifest.
 //
 // Reference syntax, after "nix:":
 //

@@ -52,6 +52,9 @@ type CopyOptions struct {
 	// StallTimeout ends a copy attempt that for this long finishes no blob
 	// and moves less than publish.StallRate bytes a second (0: never).
 	StallTimeout time.Duration
+	// MountFrom are repositories of the destination registry (REPO or
+	// HOST/REPO) to mount layers from instead of uploading them.
+	MountFrom cli.StringSlice
 
 	// Progress receives the copy report (the command's standard output).
 	Progress io.Writer
@@ -83,6 +86,7 @@ func (o *CopyOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "policy", Usage: "check signatures with policy `FILE` (default: accept any image)", Destination: &o.Policy},
 		&cli.IntFlag{Name: "retry-times", Usage: "retry a copy from or to a registry that failed in a way a new attempt can mend (a registry answering 5xx or 429, a connection reset or cut, a stall) at most `N` times; blobs that arrived are not sent again", Value: publish.DefaultRetryTimes, Destination: &o.RetryTimes},
 		&cli.DurationFlag{Name: "retry-delay", Usage: "wait `DURATION` before each retry", DefaultText: "1s, doubling at each retry", Destination: &o.RetryDelay},
+		&cli.StringSliceFlag{Name: "mount-from", Usage: "before uploading a layer, mount it from repository `REPO` of the destination registry if that has it (a cross-repository blob mount; REPO or HOST/REPO; repeatable, tried in order)", Destination: &o.MountFrom},
 		&cli.DurationFlag{Name: "stall-timeout", Usage: fmt.Sprintf("fail (and retry) an attempt that for `DURATION` finishes no blob and moves less than %d bytes a second; 0 never does (only copies from or to a registry)", publish.StallRate), Value: publish.DefaultStallTimeout, Destination: &o.StallTimeout},
 	}
 }
@@ -154,6 +158,16 @@ func (o *CopyOptions) Validate() error {
 	for _, t := range o.AdditionalTags.Value() {
 		if t == "" {
 			return errors.New("--additional-tag: empty tag: give NAME:TAG")
+		}
+	}
+	if from := o.MountFrom.Value(); len(from) > 0 {
+		if !strings.HasPrefix(o.Dest, "docker://") {
+			return fmt.Errorf("--mount-from %s: mounts work within one registry, and the destination %s is not one (docker://HOST/NAME:TAG)", from[0], o.Dest)
+		}
+		for _, r := range from {
+			if r == "" || strings.ContainsAny(r, "@") || strings.HasPrefix(r, "docker://") {
+				return fmt.Errorf("--mount-from %q: give a repository of the destination registry, such as team/base or HOST/team/base", r)
+			}
 		}
 	}
 	return nil

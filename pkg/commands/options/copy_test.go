@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,15 @@ func TestCopyValidateFaultFlags(t *testing.T) {
 		{"user only", func(o *CopyOptions) { o.DestCreds = "alice" }, ""},
 		{"empty password", func(o *CopyOptions) { o.SrcCreds = "alice:" }, ""},
 		{"no user", func(o *CopyOptions) { o.SrcCreds = ":secret" }, "--src-creds: missing user name"},
+		{"mount from, not a registry", func(o *CopyOptions) { o.MountFrom = *cli.NewStringSlice("team/base") }, "--mount-from team/base: mounts work within one registry"},
+		{"mount from", func(o *CopyOptions) {
+			o.Dest = "docker://registry.example.com/team/app:v1"
+			o.MountFrom = *cli.NewStringSlice("team/base", "registry.example.com/team/other")
+		}, ""},
+		{"mount from a digest", func(o *CopyOptions) {
+			o.Dest = "docker://registry.example.com/team/app:v1"
+			o.MountFrom = *cli.NewStringSlice("team/base@sha256:" + strings.Repeat("0", 64))
+		}, "give a repository of the destination registry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := CopyOptions{Src: "dir:" + dir, Dest: "oci:" + filepath.Join(dir, "layout"), RetryTimes: publish.DefaultRetryTimes, StallTimeout: publish.DefaultStallTimeout}
