@@ -3,6 +3,7 @@ package build
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
@@ -50,7 +51,11 @@ type Options struct {
 // Layers plans the layers of g's store paths and describes them, all in
 // parallel: each layer's tar is streamed once to compute its digests. An
 // empty plan gives no layers. On failure no tar file is left behind.
-func Layers(ctx context.Context, g *closure.Graph, opts Options) ([]layer.Layer, error) {
+//
+// Relocated (CopyToRoot) content that would hide, with other content, a
+// file of a store path that a layer below or one of these layers holds at
+// its store location fails the build with a *ShadowError.
+func Layers(ctx context.Context, g *closure.Graph, opts Options) (_ []layer.Layer, err error) {
 	plan, err := closure.Plan(g, closure.PlanOptions{
 		MaxLayers:   opts.MaxLayers,
 		Roots:       opts.Roots,
@@ -71,14 +76,35 @@ func Layers(ctx context.Context, g *closure.Graph, opts Options) ([]layer.Layer,
 	if history != nil && *history == (descriptor.History{}) {
 		history = nil
 	}
+	dctx := ctx
+	check := newShadowCheck(plan, opts.Below)
+	if check != nil {
+		var cancel context.CancelCauseFunc
+		dctx, cancel = check.start(ctx)
+		defer cancel(nil)
+	}
 	specs := make([]layer.Spec, len(plan))
 	for i, paths := range plan {
 		specs[i] = layer.Spec{Paths: paths, Compression: opts.Compression, History: history}
 		if opts.TarDirectory != "" {
 			specs[i].TarFile = filepath.Join(opts.TarDirectory, fmt.Sprintf("layer-%d.tar", i))
 		}
+		if check != nil {
+			specs[i].Observe = check.observer(paths)
+		}
 	}
-	return layer.DescribeAll(ctx, specs)
+	layers, err := layer.DescribeAll(dctx, specs)
+	if check != nil {
+		if serr := check.result(ctx, dctx); serr != nil {
+			for i, l := range layers {
+				if l != nil && specs[i].TarFile != "" {
+					os.Remove(specs[i].TarFile)
+				}
+			}
+			return nil, serr
+		}
+	}
+	return layers, err
 }
 
 // chownStorePaths makes uid:gid the owner of every entry of the paths put
