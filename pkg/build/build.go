@@ -3,8 +3,6 @@ package build
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 
@@ -40,9 +38,13 @@ type Options struct {
 	Compression string
 	// History is every layer's history entry; nil or empty gives none.
 	History *descriptor.History
-	// TarDirectory, when set, receives each layer's uncompressed tar as
-	// layer-N.tar, and the layers are served from those files (layers
-	// that are not a pure function of the store paths).
+	// TarDirectory, when set, receives each layer's uncompressed tar,
+	// named by its content (TarName: the diff_id's hex digits and ".tar"),
+	// and the layers are served from those files (layers that are not a
+	// pure function of the store paths). An existing file of that name is
+	// kept: it holds the same tar. No other file there is replaced, so
+	// layers described earlier from the same directory stay valid; a file
+	// of that name with another size fails the build (ErrTarExists).
 	TarDirectory string
 	// Log receives the planner's notes. Default: discarded.
 	Log logrus.FieldLogger
@@ -76,6 +78,13 @@ func Layers(ctx context.Context, g *closure.Graph, opts Options) (_ []layer.Laye
 	if history != nil && *history == (descriptor.History{}) {
 		history = nil
 	}
+	var tars *tarDir
+	if opts.TarDirectory != "" && len(plan) > 0 {
+		if tars, err = newTarDir(opts.TarDirectory); err != nil {
+			return nil, err
+		}
+		defer func() { tars.close(err != nil) }()
+	}
 	dctx := ctx
 	check := newShadowCheck(plan, opts.Below)
 	if check != nil {
@@ -86,8 +95,8 @@ func Layers(ctx context.Context, g *closure.Graph, opts Options) (_ []layer.Laye
 	specs := make([]layer.Spec, len(plan))
 	for i, paths := range plan {
 		specs[i] = layer.Spec{Paths: paths, Compression: opts.Compression, History: history}
-		if opts.TarDirectory != "" {
-			specs[i].TarFile = filepath.Join(opts.TarDirectory, fmt.Sprintf("layer-%d.tar", i))
+		if tars != nil {
+			specs[i].TarFile = tars.stagingFile(i)
 		}
 		if check != nil {
 			specs[i].Observe = check.observer(paths)
@@ -96,15 +105,16 @@ func Layers(ctx context.Context, g *closure.Graph, opts Options) (_ []layer.Laye
 	layers, err := layer.DescribeAll(dctx, specs)
 	if check != nil {
 		if serr := check.result(ctx, dctx); serr != nil {
-			for i, l := range layers {
-				if l != nil && specs[i].TarFile != "" {
-					os.Remove(specs[i].TarFile)
-				}
-			}
 			return nil, serr
 		}
 	}
-	return layers, err
+	if err != nil {
+		return nil, err
+	}
+	if tars != nil {
+		return tars.place(layers)
+	}
+	return layers, nil
 }
 
 // chownStorePaths makes uid:gid the owner of every entry of the paths put
