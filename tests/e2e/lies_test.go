@@ -188,7 +188,7 @@ func TestWrongDiffID(t *testing.T) {
 // TestBadMediaType gives a layer the media type text/html: the descriptor
 // is refused when it is read, before any destination is touched: the
 // registry sees no request at all. (Before the redesign it went into the
-// manifest.)
+// manifest.) A negative size is refused the same way.
 func TestBadMediaType(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
 	built := buildImage(t, ctx, newStore(t))
@@ -216,6 +216,10 @@ func TestBadMediaType(t *testing.T) {
 		if r := testenv.Run(ctx, nixoci(t), "inspect", "nix:"+image); r.Err == nil || !strings.Contains(r.Stderr, "text/html") {
 			t.Errorf("nixoci inspect of a text/html layer = %v, want an error naming the media type:\n%s", r.Err, r.Stderr)
 		}
+	})
+	t.Run("negative size", func(t *testing.T) {
+		negative := editImage(t, built.Path, func(img *descriptor.Image) { img.Layers[0].Size = -1 })
+		copyRefused(t, ctx, negative, layoutDestination(), negative, "layer 0", "negative size")
 	})
 }
 
