@@ -44,7 +44,8 @@ for target in \
 	./pkg/closure:FuzzPlan \
 	./pkg/closure:FuzzParsePerms \
 	./pkg/tarstream:FuzzNormalise \
-	./pkg/tarstream:FuzzHeader; do
+	./pkg/tarstream:FuzzHeader \
+	./pkg/descriptor:FuzzLoadDescriptor; do
 	pkg=${target%%:*} name=${target##*:}
 	echo "-- $name ($pkg, $fuzztime)"
 	go test -tags "$tags" -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" "$pkg"

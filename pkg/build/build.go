@@ -3,7 +3,6 @@ package build
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -62,9 +61,13 @@ type Options struct {
 	Compression string
 	// History is every layer's history entry; nil or empty gives none.
 	History *descriptor.History
-	// TarDirectory, when set, receives each layer's uncompressed tar as
-	// layer-N.tar, and the layers are served from those files (layers
-	// that are not a pure function of the store paths).
+	// TarDirectory, when set, receives each layer's uncompressed tar,
+	// named by its content (TarName: the diff_id's hex digits and ".tar"),
+	// and the layers are served from those files (layers that are not a
+	// pure function of the store paths). An existing file of that name is
+	// kept: it holds the same tar. No other file there is replaced, so
+	// layers described earlier from the same directory stay valid; a file
+	// of that name with another size fails the build (ErrTarExists).
 	TarDirectory string
 	// Log receives the planner's notes. Default: discarded.
 	Log logrus.FieldLogger
@@ -73,7 +76,11 @@ type Options struct {
 // Layers plans the layers of g's store paths and describes them, all in
 // parallel: each layer's tar is streamed once to compute its digests. An
 // empty plan gives no layers. On failure no tar file is left behind.
-func Layers(ctx context.Context, g *closure.Graph, opts Options) ([]layer.Layer, error) {
+//
+// Relocated (CopyToRoot) content that would hide, with other content, a
+// file of a store path that a layer below or one of these layers holds at
+// its store location fails the build with a *ShadowError.
+func Layers(ctx context.Context, g *closure.Graph, opts Options) (_ []layer.Layer, err error) {
 	log := logs.Or(opts.Log)
 	plan, err := closure.Plan(g, closure.PlanOptions{
 		MaxLayers:      opts.MaxLayers,
@@ -105,14 +112,43 @@ func Layers(ctx context.Context, g *closure.Graph, opts Options) ([]layer.Layer,
 	if history != nil && *history == (descriptor.History{}) {
 		history = nil
 	}
+	var tars *tarDir
+	if opts.TarDirectory != "" && len(plan) > 0 {
+		if tars, err = newTarDir(opts.TarDirectory); err != nil {
+			return nil, err
+		}
+		defer func() { tars.close(err != nil) }()
+	}
+	dctx := ctx
+	check := newShadowCheck(plan, opts.Below)
+	if check != nil {
+		var cancel context.CancelCauseFunc
+		dctx, cancel = check.start(ctx)
+		defer cancel(nil)
+	}
 	specs := make([]layer.Spec, len(plan))
 	for i, paths := range plan {
 		specs[i] = layer.Spec{Paths: paths, Compression: opts.Compression, History: history}
-		if opts.TarDirectory != "" {
-			specs[i].TarFile = filepath.Join(opts.TarDirectory, fmt.Sprintf("layer-%d.tar", i))
+		if tars != nil {
+			specs[i].TarFile = tars.stagingFile(i)
+		}
+		if check != nil {
+			specs[i].Observe = check.observer(paths)
 		}
 	}
-	return layer.DescribeAll(ctx, specs)
+	layers, err := layer.DescribeAll(dctx, specs)
+	if check != nil {
+		if serr := check.result(ctx, dctx); serr != nil {
+			return nil, serr
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if tars != nil {
+		return tars.place(layers)
+	}
+	return layers, nil
 }
 
 // chownStorePaths makes uid:gid the owner of every entry of the paths put

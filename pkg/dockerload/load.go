@@ -99,7 +99,9 @@ var (
 // the daemon which layer chains it already has and leaves those layers' files
 // out of the docker-archive it streams (Docker's loader only opens a layer
 // file when it lacks that layer's chain), so layers already loaded by an
-// earlier image cost nothing. Nothing is written to disk on this side.
+// earlier image cost nothing. Nothing is written to disk on this side. An
+// image with more layers than the daemon's layer store holds (MaxLayers) is
+// refused with a *TooManyLayersError before anything is sent.
 func Load(ctx context.Context, src types.ImageReference, tag reference.NamedTagged, opts Options) (*Result, error) {
 	if tag == nil {
 		return nil, fmt.Errorf("loading %s into docker: %w", transportsString(src), ErrNoTag)
@@ -152,6 +154,9 @@ func load(ctx context.Context, cli daemon, srcRef types.ImageReference, tag refe
 		return nil, err
 	}
 	defer p.img.Close()
+	if err := CheckLayerCount(name, len(p.layers), daemonLayerLimit(info), daemonStore); err != nil {
+		return nil, err
+	}
 	skip := !opts.NoSkip
 	if skip {
 		if ok, why := skippingWorks(info); !ok {

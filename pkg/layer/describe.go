@@ -30,6 +30,11 @@ type Spec struct {
 	// served from that file: a non-reproducible layer. It keeps the list of
 	// store paths it holds at their store location (StorePaths).
 	TarFile string
+	// Observe, when set, is called for every entry of the tar as it is
+	// streamed (see tarstream.WithObserver): a spec with an observer is
+	// always streamed, never taken from a cache. To stop the stream, cancel
+	// the context given to Describe.
+	Observe func(tarstream.Entry)
 }
 
 // sums computes a layer's digests from one pass over its tar: the tar is
@@ -123,7 +128,11 @@ func describe(ctx context.Context, spec Spec) (descriptor.Layer, error) {
 	if err != nil {
 		return l, fmt.Errorf("describing layer: %w", err)
 	}
-	shares, err := tarstream.Write(ctx, s.w, spec.Paths)
+	var wopts []tarstream.Option
+	if spec.Observe != nil {
+		wopts = append(wopts, tarstream.WithObserver(spec.Observe))
+	}
+	shares, err := tarstream.Write(ctx, s.w, spec.Paths, wopts...)
 	if err != nil {
 		return l, fmt.Errorf("describing layer: %w", err)
 	}

@@ -45,7 +45,9 @@ var uncompressedDestinations = map[string]bool{
 // (see stage). A copy that fails in a way a new attempt can mend is
 // retried (Options.RetryTimes), and one that stalls is ended
 // (Options.StallTimeout). No manifest is written when one of its blobs
-// failed.
+// failed. An image with more layers than the destination holds (the
+// Docker daemon, a docker-archive, containers-storage with overlay) is
+// refused before anything is copied (see checkLayerCount).
 func Copy(ctx context.Context, src, dest string, opts Options) error {
 	opts = opts.withDefaults()
 	srcRef, err := parseRef("source", src)
@@ -70,6 +72,9 @@ func Copy(ctx context.Context, src, dest string, opts Options) error {
 	}
 	defer policy.Destroy()
 
+	if err := checkLayerCount(ctx, srcRef, destRef, srcSys, opts.Log); err != nil {
+		return fmt.Errorf("destination %s: %w", refString(destRef), err)
+	}
 	if srcRef, err = SourceFor(srcRef, destRef.Transport().Name()); err != nil {
 		return err
 	}

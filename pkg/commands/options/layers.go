@@ -50,8 +50,10 @@ type LayersOptions struct {
 	History string
 	// Compression is the blob compression: gzip, zstd or none.
 	Compression string
-	// TarDirectory, when set, receives each layer's tar; the layers are then
-	// described by those tars (non-reproducible layers).
+	// TarDirectory, when set, receives each layer's tar, named by its
+	// diff_id (HEX.tar, see build.TarName); the layers are then described by
+	// those tars (non-reproducible layers). A file already there is kept
+	// when it has that name and size, and never replaced.
 	TarDirectory string
 }
 
@@ -70,7 +72,7 @@ func (o *LayersOptions) Flags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "ignore", Usage: "leave out store `PATH` (repeatable)", Destination: &o.Ignore},
 		&cli.StringFlag{Name: "history", Usage: "set every layer's history from JSON `FILE` ({created_by, author, comment})", Destination: &o.History},
 		&cli.StringFlag{Name: "compression", Usage: "compress layer blobs with `ALGORITHM`: gzip, zstd or none", Value: descriptor.Gzip, Destination: &o.Compression},
-		&cli.StringFlag{Name: "tar-directory", Usage: "write each layer's tar into `DIR` and describe the layer by it (non-reproducible layers)", Destination: &o.TarDirectory},
+		&cli.StringFlag{Name: "tar-directory", Usage: "write each layer's tar into `DIR` as DIFFID.tar (the diff_id's hex digits) and describe the layer by it (non-reproducible layers); files already there are kept, never replaced", Destination: &o.TarDirectory},
 	}
 }
 
