@@ -34,6 +34,10 @@ rec {
     in
     if ours != null then
       toPath ours
+    else if builtins.isAttrs v && (v.isNixociIndex or false) then
+      throw "nixoci.${fn}: ${arg} is a nixoci.buildImageIndex result, an index of images for several platforms: give one of its images (the buildImage for this platform) instead"
+    else if builtins.isAttrs v && (v.isNixociLayer or false) then
+      throw "nixoci.${fn}: ${arg} is a nixoci.buildLayer result, layers without a config: pass it in `layers` instead"
     else if builtins.isAttrs v && (v.isExe or false) then
       throw "nixoci.${fn}: ${arg} is a dockerTools.streamLayeredImage script, which makes its image only when it runs: use dockerTools.buildLayeredImage (a tarball) or nixoci.streamLayeredImage instead"
     else if builtins.isAttrs v && (v.type or null) == "derivation" then
