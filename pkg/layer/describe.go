@@ -30,6 +30,10 @@ type Spec struct {
 	// served from that file: a non-reproducible layer. It keeps the list of
 	// store paths it holds at their store location (StorePaths).
 	TarFile string
+	// Cache, when set, memoises compression: the tar is still streamed and
+	// hashed, but compressed only when the cache does not know it. The
+	// layer is the same as without it.
+	Cache *Cache
 }
 
 // sums computes a layer's digests from one pass over its tar: the tar is
@@ -43,20 +47,24 @@ type sums struct {
 	extra io.Writer
 }
 
-func newSums(algorithm string, extra io.Writer) (*sums, error) {
+// compressorFor is the compressor of algorithm, "" meaning DefaultCompression.
+func compressorFor(algorithm string) (compress.Compressor, error) {
 	if algorithm == "" {
 		algorithm = DefaultCompression
 	}
-	c, err := compress.New(algorithm)
-	if err != nil {
-		return nil, err
-	}
+	return compress.New(algorithm)
+}
+
+// newSums hashes the tar and, when compressing, its blob compressed by c;
+// otherwise finish leaves the blob's digest and size for the caller.
+func newSums(c compress.Compressor, extra io.Writer, compressing bool) (*sums, error) {
 	s := &sums{c: c, diff: NewDigester(), extra: extra}
 	ws := []io.Writer{s.diff}
 	if extra != nil {
 		ws = append(ws, extra)
 	}
-	if algorithm != descriptor.None {
+	var err error
+	if compressing && c.Identity().Algorithm != descriptor.None {
 		s.blob = NewDigester()
 		if s.cw, err = c.NewWriter(s.blob); err != nil {
 			return nil, err
@@ -79,9 +87,10 @@ func (s *sums) finish(l *descriptor.Layer) error {
 	l.MediaType = s.c.MediaType()
 	l.Compressor = s.c.Identity()
 	l.DiffID, l.UncompressedSize = s.diff.Digest(), s.diff.Size()
-	if s.blob != nil {
+	switch {
+	case s.blob != nil:
 		l.Digest, l.Size = s.blob.Digest(), s.blob.Size()
-	} else {
+	case l.Compressor.Algorithm == descriptor.None:
 		l.Digest, l.Size = l.DiffID, l.UncompressedSize
 	}
 	return nil
@@ -119,7 +128,12 @@ func describe(ctx context.Context, spec Spec) (descriptor.Layer, error) {
 		}()
 		extra = tmp
 	}
-	s, err := newSums(spec.Compression, extra)
+	c, err := compressorFor(spec.Compression)
+	if err != nil {
+		return l, fmt.Errorf("describing layer: %w", err)
+	}
+	plan := spec.Cache.plan(spec, c)
+	s, err := newSums(c, extra, plan.compressNow)
 	if err != nil {
 		return l, fmt.Errorf("describing layer: %w", err)
 	}
@@ -129,6 +143,9 @@ func describe(ctx context.Context, spec Spec) (descriptor.Layer, error) {
 	}
 	if err := s.finish(&l); err != nil {
 		return l, err
+	}
+	if err := plan.complete(ctx, &l, s.blob != nil, restreamer(spec, tmp)); err != nil {
+		return l, fmt.Errorf("describing layer: %w", err)
 	}
 	l.History = spec.History
 	if tmp != nil {
@@ -176,7 +193,11 @@ func DescribeTar(ctx context.Context, tarPath, compression string, history *desc
 		return nil, fmt.Errorf("reading layer tar %s: %w", tarPath, err)
 	}
 	defer f.Close()
-	s, err := newSums(compression, nil)
+	c, err := compressorFor(compression)
+	if err != nil {
+		return nil, fmt.Errorf("describing layer tar %s: %w", tarPath, err)
+	}
+	s, err := newSums(c, nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("describing layer tar %s: %w", tarPath, err)
 	}
