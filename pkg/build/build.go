@@ -45,6 +45,10 @@ type Options struct {
 	TarDirectory string
 	// Log receives the planner's notes. Default: discarded.
 	Log logrus.FieldLogger
+	// Cache, when set, memoises compression across builds: only layers
+	// whose tar it does not know are compressed (see layer.Cache). The
+	// layers are the same as without it.
+	Cache *layer.Cache
 }
 
 // Layers plans the layers of g's store paths and describes them, all in
@@ -73,7 +77,7 @@ func Layers(ctx context.Context, g *closure.Graph, opts Options) ([]layer.Layer,
 	}
 	specs := make([]layer.Spec, len(plan))
 	for i, paths := range plan {
-		specs[i] = layer.Spec{Paths: paths, Compression: opts.Compression, History: history}
+		specs[i] = layer.Spec{Paths: paths, Compression: opts.Compression, History: history, Cache: opts.Cache}
 		if opts.TarDirectory != "" {
 			specs[i].TarFile = filepath.Join(opts.TarDirectory, fmt.Sprintf("layer-%d.tar", i))
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/nixoci/nixoci/pkg/closure"
@@ -40,6 +41,11 @@ type LayersOptions struct {
 	// TarDirectory, when set, receives each layer's tar; the layers are then
 	// described by those tars (non-reproducible layers).
 	TarDirectory string
+	// Cache is the digest cache directory (--cache, default $NIXOCI_CACHE):
+	// compressed digests memoised by tar digest, so that a rebuild
+	// compresses only the layers that changed. Made when missing. Empty:
+	// no cache.
+	Cache string
 }
 
 // Flags returns the flags of `nixoci layers`, filling o.
@@ -54,6 +60,7 @@ func (o *LayersOptions) Flags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "ignore", Usage: "leave out store `PATH` (repeatable)", Destination: &o.Ignore},
 		&cli.StringFlag{Name: "history", Usage: "set every layer's history from JSON `FILE` ({created_by, author, comment})", Destination: &o.History},
 		&cli.StringFlag{Name: "compression", Usage: "compress layer blobs with `ALGORITHM`: gzip, zstd or none", Value: descriptor.Gzip, Destination: &o.Compression},
+		&cli.StringFlag{Name: "cache", Usage: "memoise compressed digests in `DIR` (made when missing), so that a rebuild compresses only the layers whose tar changed; the result is the same as without it (see the README's digest cache section for who may write DIR)", EnvVars: []string{"NIXOCI_CACHE"}, Destination: &o.Cache},
 		&cli.StringFlag{Name: "tar-directory", Usage: "write each layer's tar into `DIR` and describe the layer by it (non-reproducible layers)", Destination: &o.TarDirectory},
 	}
 }
@@ -97,7 +104,25 @@ func (o *LayersOptions) Validate() error {
 			return err
 		}
 	}
+	if o.Cache != "" {
+		if fi, err := os.Stat(o.Cache); err == nil && !fi.IsDir() {
+			return fmt.Errorf("--cache %s (or $NIXOCI_CACHE) is not a directory", o.Cache)
+		}
+	}
 	return nil
+}
+
+// OpenCache opens the --cache directory, making it when missing; nil when
+// no cache is given.
+func (o *LayersOptions) OpenCache(log logrus.FieldLogger) (*layer.Cache, error) {
+	if o.Cache == "" {
+		return nil, nil
+	}
+	c, err := layer.OpenCache(o.Cache, layer.CacheOptions{Create: true, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("--cache: %w", err)
+	}
+	return c, nil
 }
 
 // LoadPerms reads and checks the --perms file (nil when unset): a JSON list
