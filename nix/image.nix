@@ -4,9 +4,13 @@
   scripts,
   nix,
   runAsRootLayer,
+  # { digestCache = "/dir"; } when the library's digestCache is set, else
+  # { } (see ./default.nix): added to the builder's attributes.
+  digestCacheAttrs ? { },
 }:
 let
   inherit (internal) toPath toList describe;
+  mkBuild = kind: attrs: internal.mkBuild kind (attrs // digestCacheAttrs);
 
   # The derivation that runs `nixoci nix-build image` and its passthru.
   mkImage =
@@ -18,7 +22,7 @@ let
       attrs,
     }:
     let
-      drv = internal.mkBuild "image" (
+      drv = mkBuild "image" (
         {
           name = "image-${internal.safeName name}.json";
           imageName = name;

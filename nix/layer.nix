@@ -1,8 +1,14 @@
 # buildLayer: layers described once and shared by images (and by other layers
 # built on them).
-{ internal }:
+{
+  internal,
+  # { digestCache = "/dir"; } when the library's digestCache is set, else
+  # { } (see ./default.nix): added to the builder's attributes.
+  digestCacheAttrs ? { },
+}:
 let
   inherit (internal) toPath toList;
+  mkBuild = kind: attrs: internal.mkBuild kind (attrs // digestCacheAttrs);
 in
 {
   inherit (internal) layerChain;
@@ -72,7 +78,7 @@ in
           builtins.isAttrs metadata
           || throw "nixoci.buildLayer: metadata must be an attribute set { created_by; author; comment; }, not ${internal.describe metadata}"
         );
-      drv = internal.mkBuild "layers" {
+      drv = mkBuild "layers" {
         name = internal.safeName name;
         deps = depPaths;
         copyToRoot = rootPaths;
