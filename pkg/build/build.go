@@ -77,7 +77,7 @@ func Layers(ctx context.Context, g *closure.Graph, opts Options) ([]layer.Layer,
 	}
 	specs := make([]layer.Spec, len(plan))
 	for i, paths := range plan {
-		specs[i] = layer.Spec{Paths: paths, Compression: opts.Compression, History: history, Cache: opts.Cache}
+		specs[i] = layer.Spec{Paths: paths, Compression: opts.Compression, History: history, Cache: opts.Cache, SizeHint: narSize(g, paths)}
 		if opts.TarDirectory != "" {
 			specs[i].TarFile = filepath.Join(opts.TarDirectory, fmt.Sprintf("layer-%d.tar", i))
 		}
@@ -98,4 +98,17 @@ func chownStorePaths(plan [][]descriptor.Path, uid, gid int) {
 			l[i].Perms = append([]descriptor.Perm{{Regex: ".*", UID: &u, GID: &g}}, l[i].Perms...)
 		}
 	}
+}
+
+// narSize is the sum of the NAR sizes the graph records for paths (0 when
+// it records none): about the size of their tar, so that the largest
+// layers are started first.
+func narSize(g *closure.Graph, paths []descriptor.Path) int64 {
+	var n int64
+	for _, p := range paths {
+		if node, ok := g.Nodes[p.Path]; ok {
+			n += node.NarSize
+		}
+	}
+	return n
 }

@@ -215,23 +215,32 @@ func (k cacheKey) file(c *Cache) string {
 // lookup returns the blob recorded for k; found is false when there is no
 // entry, or only a damaged one (counted and reported).
 func (c *Cache) lookup(k cacheKey) (blob Sum, found, damaged bool) {
-	file := k.file(c)
-	var e entry
-	err := readSealed(file, &e)
+	blob, err := c.read(k)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return Sum{}, false, false
-	case err == nil && e.cacheKey != k:
-		err = fmt.Errorf("it is the entry of another key (%s, %d bytes, %s)", e.DiffID, e.UncompressedSize, DescribeCompressor(e.Compressor))
-	case err == nil && (e.Digest.Validate() != nil || e.Size <= 0):
-		err = fmt.Errorf("it records no valid digest and size")
-	}
-	if err != nil {
+	case err != nil:
 		c.rejected.Add(1)
-		c.log.Warnf("digest cache: ignoring the damaged entry %s: %v", file, err)
+		c.log.Warnf("digest cache: ignoring the damaged entry %s: %v", k.file(c), err)
 		return Sum{}, false, true
 	}
-	return Sum{e.Digest, e.Size}, true, false
+	return blob, true, false
+}
+
+// read returns the blob recorded for k, or an error: fs.ErrNotExist when
+// there is no entry, another when it is damaged.
+func (c *Cache) read(k cacheKey) (Sum, error) {
+	var e entry
+	err := readSealed(k.file(c), &e)
+	switch {
+	case err != nil:
+		return Sum{}, err
+	case e.cacheKey != k:
+		return Sum{}, fmt.Errorf("it is the entry of another key (%s, %d bytes, %s)", e.DiffID, e.UncompressedSize, DescribeCompressor(e.Compressor))
+	case e.Digest.Validate() != nil || e.Size <= 0:
+		return Sum{}, fmt.Errorf("it records no valid digest and size")
+	}
+	return Sum{e.Digest, e.Size}, nil
 }
 
 // record writes the entry of k. An existing entry is left as it is (entries

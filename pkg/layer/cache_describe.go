@@ -52,7 +52,8 @@ func (c *Cache) plan(spec Spec, comp compress.Compressor) cachePlan {
 	if !ok || c.small(tar.Size) {
 		return p
 	}
-	if blob, found, _ := c.lookup(cacheKey{tar.Digest, tar.Size, comp.Identity()}); found {
+	// Quietly: a damaged entry is reported once, when the layer is done.
+	if blob, err := c.read(cacheKey{tar.Digest, tar.Size, comp.Identity()}); err == nil {
 		p.compressNow, p.expectedTar, p.expectedBlob = false, tar, blob
 	}
 	return p

@@ -34,6 +34,10 @@ type Spec struct {
 	// hashed, but compressed only when the cache does not know it. The
 	// layer is the same as without it.
 	Cache *Cache
+	// SizeHint is the expected size of the tar, such as the sum of the
+	// paths' NAR sizes, or 0 when unknown. DescribeAll starts the most
+	// costly layers first; it changes nothing else.
+	SizeHint int64
 }
 
 // sums computes a layer's digests from one pass over its tar: the tar is
@@ -211,12 +215,15 @@ func DescribeTar(ctx context.Context, tarPath, compression string, history *desc
 	return FromDescriptor(l)
 }
 
-// DescribeAll describes every spec on runtime.NumCPU() workers. Results are
-// in input order; the first error cancels the rest and is returned, and the
-// tar files of the specs that did finish are removed.
+// DescribeAll describes every spec on runtime.NumCPU() workers, the most
+// costly first (see Spec.SizeHint and Spec.Cache). Results are in input
+// order; the first error cancels the rest and is returned, and the tar
+// files of the specs that did finish are removed.
 func DescribeAll(ctx context.Context, specs []Spec) ([]Layer, error) {
 	out := make([]Layer, len(specs))
-	err := parallel.Do(ctx, len(specs), func(ctx context.Context, i int) error {
+	order := schedule(specs)
+	err := parallel.Do(ctx, len(specs), func(ctx context.Context, j int) error {
+		i := order[j]
 		l, err := Describe(ctx, specs[i])
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
