@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -414,11 +415,9 @@ func (c *Closure) Variant(p string, n int) (string, error) {
 			}
 			return os.Symlink(target, dst)
 		default:
-			data, err := os.ReadFile(src)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(dst, data, fi.Mode().Perm())
+			// Streamed, not read whole: a child's peak RSS as the
+			// benchmark reads it starts from this process's.
+			return copyFile(src, dst, fi.Mode().Perm())
 		}
 	})
 	if err != nil {
@@ -474,4 +473,22 @@ func (c *Closure) Referrers() map[string]int {
 		}
 	}
 	return out
+}
+
+// copyFile copies src to a new file dst with mode perm.
+func copyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
