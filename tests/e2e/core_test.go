@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/pkg/commands"
+	"github.com/nixoci/nixoci/pkg/descriptor"
 	"github.com/nixoci/nixoci/tests/testenv"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
