@@ -68,6 +68,9 @@ type fixture struct {
 	rows    []row             // the summary table
 	// sha256sums are all timed baseline runs.
 	sha256sums, sha256sumCPU []time.Duration
+	// pushed is the image benchPush pushed, to the repository pushDest
+	// with the blob-info cache pushCache (empty when it did not run).
+	pushed, pushDest, pushCache string
 }
 
 // row is one line of the summary table.
@@ -90,6 +93,7 @@ type outcome struct {
 	cpu    time.Duration
 	rssMiB float64
 	stdout string
+	stderr string
 }
 
 // BenchmarkClosure runs the nixoci binary, as users run it, on a generated
@@ -113,6 +117,7 @@ func BenchmarkClosure(b *testing.B) {
 		b.Run("layers/"+l.name(), func(b *testing.B) { f.benchLayers(b, l) })
 	}
 	b.Run("push", f.benchPush)
+	b.Run("cache", f.benchCache)
 	f.printTable(os.Stdout)
 }
 
@@ -184,7 +189,7 @@ func (f *fixture) run(b *testing.B, env []string, name string, args ...string) (
 	b.Helper()
 	start := time.Now()
 	r := testenv.Cmd{Name: name, Args: args, Env: env, Timeout: commandTimeout}.Run(context.Background())
-	o := outcome{wall: time.Since(start), stdout: r.Stdout}
+	o := outcome{wall: time.Since(start), stdout: r.Stdout, stderr: r.Stderr}
 	if r.Err != nil {
 		return o, fmt.Errorf("running %s %s: %w\n%s", name, strings.Join(args, " "), r.Err, tail(r.Stderr, 4000))
 	}
@@ -305,6 +310,7 @@ func (f *fixture) benchPush(b *testing.B) {
 	blobs := len(ls.Layers) + 1 // and the config
 
 	dest := fmt.Sprintf("docker://%s/nixoci-bench-%d:latest", registry, time.Now().UnixNano())
+	f.pushed, f.pushDest, f.pushCache = img, dest, filepath.Join(f.dir, "cache-a")
 	cacheA, cacheB := filepath.Join(f.dir, "cache-a"), filepath.Join(f.dir, "cache-b")
 	for _, d := range []string{cacheA, cacheB} {
 		if err := os.Mkdir(d, 0o700); err != nil {

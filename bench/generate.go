@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -367,4 +368,127 @@ func (g *generator) hash() string {
 		b[i] = nixBase32[g.rng.IntN(len(nixBase32))]
 	}
 	return string(b)
+}
+
+// Variant copies store path p to a new store path that stands for p
+// rebuilt after a one-file change: the same name with the last character
+// of its hash changed (so that it sorts where p sorts and popularity
+// layering, which breaks ties by path, plans the same layers), and n
+// appended to its main executable bin/<name>. Symlinks are copied as
+// links, hard links as files. It returns the new path, which is not added
+// to c.Paths; see WriteGraphReplacing.
+func (c *Closure) Variant(p string, n int) (string, error) {
+	base := filepath.Base(p)
+	if !strings.Contains(base, "-") || len(base) < 33 {
+		return "", fmt.Errorf("variant of %s: not a store path name", p)
+	}
+	i := strings.IndexByte(nixBase32, base[31])
+	var q string
+	for k := 1; k < len(nixBase32); k++ {
+		b := []byte(base)
+		b[31] = nixBase32[(i+n*k)%len(nixBase32)]
+		q = filepath.Join(filepath.Dir(p), string(b))
+		if _, err := os.Lstat(q); os.IsNotExist(err) {
+			break
+		}
+		q = ""
+	}
+	if q == "" {
+		return "", fmt.Errorf("variant %d of %s: no free name", n, p)
+	}
+	err := filepath.WalkDir(p, func(src string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(q, strings.TrimPrefix(src, p))
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.Mkdir(dst, fi.Mode().Perm()|0o700)
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(src)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, dst)
+		default:
+			// Streamed, not read whole: a child's peak RSS as the
+			// benchmark reads it starts from this process's.
+			return copyFile(src, dst, fi.Mode().Perm())
+		}
+	})
+	if err != nil {
+		return "", fmt.Errorf("variant %d of %s: %w", n, p, err)
+	}
+	exe := filepath.Join(q, "bin", base[33:])
+	f, err := os.OpenFile(exe, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return "", fmt.Errorf("variant %d of %s: %w", n, p, err)
+	}
+	_, err = fmt.Fprintf(f, "\nvariant %d\n", n)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("variant %d of %s: %w", n, p, err)
+	}
+	return q, nil
+}
+
+// WriteGraphReplacing is WriteGraph with each store path that is a key of
+// replace swapped for its value, as a path and in references; the new
+// paths take the old ones' sizes.
+func (c *Closure) WriteGraphReplacing(file string, replace map[string]string) error {
+	sub := func(p string) string {
+		if q, ok := replace[p]; ok {
+			return q
+		}
+		return p
+	}
+	d := &Closure{References: map[string][]string{}, sizes: map[string]int64{}}
+	for _, p := range c.Paths {
+		d.Paths = append(d.Paths, sub(p))
+		refs := make([]string, 0, len(c.References[p]))
+		for _, r := range c.References[p] {
+			refs = append(refs, sub(r))
+		}
+		sort.Strings(refs)
+		d.References[sub(p)] = refs
+		d.sizes[sub(p)] = c.sizes[p]
+	}
+	sort.Strings(d.Paths)
+	return d.WriteGraph(file)
+}
+
+// Referrers returns, for each store path, how many paths refer to it.
+func (c *Closure) Referrers() map[string]int {
+	out := make(map[string]int, len(c.Paths))
+	for _, p := range c.Paths {
+		out[p] += 0
+		for _, r := range c.References[p] {
+			out[r]++
+		}
+	}
+	return out
+}
+
+// copyFile copies src to a new file dst with mode perm.
+func copyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

@@ -215,3 +215,75 @@ func TestGenerate(t *testing.T) {
 		}
 	})
 }
+
+func TestVariant(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Generate(dir, smallOptions(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Paths[3]
+	v, err := c.Variant(p, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(v) != c.Store || v[:len(v)-len(filepath.Base(p))+31] != p[:len(p)-len(filepath.Base(p))+31] || v == p {
+		t.Errorf("Variant(%s) = %s, want the same directory and name but the last hash character", p, v)
+	}
+	for _, q := range c.Paths {
+		if (q < p) != (q < v) && q != p {
+			t.Errorf("Variant(%s) = %s sorts on the other side of %s", p, v, q)
+		}
+	}
+	a, b := summary(t, p), summary(t, v)
+	if len(a) != len(b) {
+		t.Fatalf("variant has %d entries, the original %d", len(b), len(a))
+	}
+	differ := 0
+	for i := range a {
+		if a[i] != b[i] {
+			differ++
+		}
+	}
+	if differ != 1 {
+		t.Errorf("variant differs in %d entries, want 1 (the executable):\n%v\n%v", differ, a, b)
+	}
+	if v2, err := c.Variant(p, 1); err != nil || v2 == v {
+		t.Errorf("second Variant(%s, 1) = %s, %v: want another free name", p, v2, err)
+	}
+
+	graph := filepath.Join(dir, "graph.json")
+	if err := c.WriteGraphReplacing(graph, map[string]string{p: v}); err != nil {
+		t.Fatal(err)
+	}
+	var entries []graphEntry
+	if err := json.Unmarshal([]byte(readFile(t, graph)), &entries); err != nil {
+		t.Fatal(err)
+	}
+	refersTo := 0
+	for _, e := range entries {
+		if e.Path == p {
+			t.Errorf("the graph still lists %s", p)
+		}
+		for _, r := range e.References {
+			if r == p {
+				t.Errorf("%s still refers to %s", e.Path, p)
+			}
+			if r == v {
+				refersTo++
+			}
+		}
+	}
+	if refersTo != c.Referrers()[p] {
+		t.Errorf("%d paths refer to the variant, want the %d that referred to %s", refersTo, c.Referrers()[p], p)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}

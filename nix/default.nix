@@ -77,9 +77,36 @@
   # The shadow package (useradd, groupadd, …) that `shadowSetup` puts in
   # PATH. Default: `pkgs.shadow`.
   shadow ? (if pkgs != null then pkgs.shadow else null),
+
+  # Digest cache: an absolute path string of a directory (such as
+  # "/var/cache/nixoci") where the layer and image builders memoise
+  # compression, keyed by each layer's tar digest and the compressor, so that
+  # a rebuild compresses only the layers that changed. Every layer's tar is
+  # still streamed and hashed, and the descriptors are byte for byte those
+  # of a build without it (only the derivations differ, by this attribute).
+  # The directory must exist and be writable by the build users; with the
+  # sandbox on, list it in nix.conf's `extra-sandbox-paths`, as for
+  # ccacheStdenv. Whoever can write it can make builds record wrong
+  # compressed digests: read the README's digest cache section (set-up and
+  # trust model) first. Default: null, no cache.
+  digestCache ? null,
 }:
 let
   internal = import ./internal.nix { inherit nixoci system; };
+
+  # The attribute that hands digestCache to the layer and image builders:
+  # none when it is off, so that those derivations stay as they were.
+  digestCacheAttrs =
+    if digestCache == null then
+      { }
+    else if
+      (builtins.isString digestCache || builtins.isPath digestCache)
+      && builtins.substring 0 1 (toString digestCache) == "/"
+      && !(builtins.isString digestCache && builtins.hasContext digestCache)
+    then
+      { digestCache = toString digestCache; }
+    else
+      throw "nixoci (import ./nix): digestCache must be an absolute path string of a directory outside the store, such as \"/var/cache/nixoci\", not ${internal.describe digestCache}";
 
   shell =
     fn:
@@ -90,7 +117,7 @@ let
 
   scripts = import ./scripts.nix { inherit internal nixoci shell; };
 
-  layer = import ./layer.nix { inherit internal; };
+  layer = import ./layer.nix { inherit internal digestCacheAttrs; };
 
   pull = import ./pull.nix {
     inherit
@@ -134,6 +161,7 @@ let
       nix
       runAsRootLayer
       customise
+      digestCacheAttrs
       ;
   };
 

@@ -6,9 +6,14 @@
   runAsRootLayer,
   # ./customise.nix, instantiated: extraCommands and fakeRootCommands.
   customise,
+
+  # { digestCache = "/dir"; } when the library's digestCache is set, else
+  # { } (see ./default.nix): added to the builder's attributes.
+  digestCacheAttrs ? { },
 }:
 let
   inherit (internal) toPath toList describe;
+  mkBuild = kind: attrs: internal.mkBuild kind (attrs // digestCacheAttrs);
 
   # The derivation that runs `nixoci nix-build image` and its passthru.
   mkImage =
@@ -20,7 +25,7 @@ let
       attrs,
     }:
     let
-      drv = internal.mkBuild "image" (
+      drv = mkBuild "image" (
         {
           name = "image-${internal.safeName name}.json";
           imageName = name;

@@ -1,8 +1,14 @@
 # buildLayer: layers described once and shared by images (and by other layers
 # built on them).
-{ internal }:
+{
+  internal,
+  # { digestCache = "/dir"; } when the library's digestCache is set, else
+  # { } (see ./default.nix): added to the builder's attributes.
+  digestCacheAttrs ? { },
+}:
 let
   inherit (internal) toPath toList;
+  mkBuild = kind: attrs: internal.mkBuild kind (attrs // digestCacheAttrs);
 
   # Describes one or more layers holding store paths. The output is a
   # directory with `layers.json` (a `nixoci layers` document) and, for
@@ -90,7 +96,7 @@ let
           || throw "nixoci.buildLayer: keepContentsDirlinks must be true or false, not ${internal.describe keepContentsDirlinks}"
         )
         && internal.checkPassthru fn passthru;
-      drv = internal.mkBuild "layers" {
+      drv = mkBuild "layers" {
         name = internal.safeName name;
         deps = depPaths;
         copyToRoot = rootPaths;

@@ -71,6 +71,10 @@ type Options struct {
 	TarDirectory string
 	// Log receives the planner's notes. Default: discarded.
 	Log logrus.FieldLogger
+	// Cache, when set, memoises compression across builds: only layers
+	// whose tar it does not know are compressed (see layer.Cache). The
+	// layers are the same as without it.
+	Cache *layer.Cache
 }
 
 // Layers plans the layers of g's store paths and describes them, all in
@@ -128,7 +132,7 @@ func Layers(ctx context.Context, g *closure.Graph, opts Options) (_ []layer.Laye
 	}
 	specs := make([]layer.Spec, len(plan))
 	for i, paths := range plan {
-		specs[i] = layer.Spec{Paths: paths, Compression: opts.Compression, History: history}
+		specs[i] = layer.Spec{Paths: paths, Compression: opts.Compression, History: history, Cache: opts.Cache, SizeHint: narSize(g, paths)}
 		if tars != nil {
 			specs[i].TarFile = tars.stagingFile(i)
 		}
@@ -244,4 +248,17 @@ func LogReplacements(ctx context.Context, paths []descriptor.Path, log logrus.Fi
 		}
 	}
 	return nil
+}
+
+// narSize is the sum of the NAR sizes the graph records for paths (0 when
+// it records none): about the size of their tar, so that the largest
+// layers are started first.
+func narSize(g *closure.Graph, paths []descriptor.Path) int64 {
+	var n int64
+	for _, p := range paths {
+		if node, ok := g.Nodes[p.Path]; ok {
+			n += node.NarSize
+		}
+	}
+	return n
 }

@@ -1,6 +1,8 @@
 package commands
 
 import (
+	"fmt"
+
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
@@ -22,6 +24,11 @@ nixpkgs' buildLayeredImage does), streams each layer's deterministic tar once
 (all layers in parallel) and writes LAYERS.json: per layer its store paths,
 diff_id, compressed digest and sizes. No tar is kept unless --tar-directory
 is given. ` + "`nixoci image`" + ` turns one or more LAYERS.json into an image.
+
+With --cache DIR (or $NIXOCI_CACHE), compressed digests are memoised by the
+tar's digest: every layer is still streamed and hashed, but only the layers
+whose tar changed since a build that used DIR are compressed. The output is
+the same as without it; a summary of what the cache did goes to stderr.
 
 Example:
    nixoci layers -o layers.json --max-layers 20 \
@@ -52,6 +59,10 @@ Example:
 			if err != nil {
 				return err
 			}
+			cache, err := o.OpenCache(logrus.StandardLogger())
+			if err != nil {
+				return err
+			}
 			layers, err := build.Layers(c.Context, graph, build.Options{
 				MaxLayers:      o.MaxLayers,
 				Roots:          o.Paths,
@@ -66,11 +77,18 @@ Example:
 				History:        history,
 				TarDirectory:   o.TarDirectory,
 				Log:            logrus.StandardLogger(),
+				Cache:          cache,
 			})
 			if err != nil {
 				return err
 			}
-			return layer.WriteFile(o.Output, layers)
+			if err := layer.WriteFile(o.Output, layers); err != nil {
+				return err
+			}
+			if cache != nil {
+				fmt.Fprintf(c.App.ErrWriter, "nixoci layers: digest cache %s: %s\n", cache.Dir(), cache.Stats())
+			}
+			return nil
 		},
 	})
 }

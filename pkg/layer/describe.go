@@ -35,6 +35,14 @@ type Spec struct {
 	// always streamed, never taken from a cache. To stop the stream, cancel
 	// the context given to Describe.
 	Observe func(tarstream.Entry)
+	// Cache, when set, memoises compression: the tar is still streamed and
+	// hashed, but compressed only when the cache does not know it. The
+	// layer is the same as without it.
+	Cache *Cache
+	// SizeHint is the expected size of the tar, such as the sum of the
+	// paths' NAR sizes, or 0 when unknown. DescribeAll starts the most
+	// costly layers first; it changes nothing else.
+	SizeHint int64
 }
 
 // sums computes a layer's digests from one pass over its tar: the tar is
@@ -48,20 +56,24 @@ type sums struct {
 	extra io.Writer
 }
 
-func newSums(algorithm string, extra io.Writer) (*sums, error) {
+// compressorFor is the compressor of algorithm, "" meaning DefaultCompression.
+func compressorFor(algorithm string) (compress.Compressor, error) {
 	if algorithm == "" {
 		algorithm = DefaultCompression
 	}
-	c, err := compress.New(algorithm)
-	if err != nil {
-		return nil, err
-	}
+	return compress.New(algorithm)
+}
+
+// newSums hashes the tar and, when compressing, its blob compressed by c;
+// otherwise finish leaves the blob's digest and size for the caller.
+func newSums(c compress.Compressor, extra io.Writer, compressing bool) (*sums, error) {
 	s := &sums{c: c, diff: NewDigester(), extra: extra}
 	ws := []io.Writer{s.diff}
 	if extra != nil {
 		ws = append(ws, extra)
 	}
-	if algorithm != descriptor.None {
+	var err error
+	if compressing && c.Identity().Algorithm != descriptor.None {
 		s.blob = NewDigester()
 		if s.cw, err = c.NewWriter(s.blob); err != nil {
 			return nil, err
@@ -84,9 +96,10 @@ func (s *sums) finish(l *descriptor.Layer) error {
 	l.MediaType = s.c.MediaType()
 	l.Compressor = s.c.Identity()
 	l.DiffID, l.UncompressedSize = s.diff.Digest(), s.diff.Size()
-	if s.blob != nil {
+	switch {
+	case s.blob != nil:
 		l.Digest, l.Size = s.blob.Digest(), s.blob.Size()
-	} else {
+	case l.Compressor.Algorithm == descriptor.None:
 		l.Digest, l.Size = l.DiffID, l.UncompressedSize
 	}
 	return nil
@@ -124,7 +137,12 @@ func describe(ctx context.Context, spec Spec) (descriptor.Layer, error) {
 		}()
 		extra = tmp
 	}
-	s, err := newSums(spec.Compression, extra)
+	c, err := compressorFor(spec.Compression)
+	if err != nil {
+		return l, fmt.Errorf("describing layer: %w", err)
+	}
+	plan := spec.Cache.plan(spec, c)
+	s, err := newSums(c, extra, plan.compressNow)
 	if err != nil {
 		return l, fmt.Errorf("describing layer: %w", err)
 	}
@@ -138,6 +156,9 @@ func describe(ctx context.Context, spec Spec) (descriptor.Layer, error) {
 	}
 	if err := s.finish(&l); err != nil {
 		return l, err
+	}
+	if err := plan.complete(ctx, &l, s.blob != nil, restreamer(spec, tmp)); err != nil {
+		return l, fmt.Errorf("describing layer: %w", err)
 	}
 	l.History = spec.History
 	if tmp != nil {
@@ -185,7 +206,11 @@ func DescribeTar(ctx context.Context, tarPath, compression string, history *desc
 		return nil, fmt.Errorf("reading layer tar %s: %w", tarPath, err)
 	}
 	defer f.Close()
-	s, err := newSums(compression, nil)
+	c, err := compressorFor(compression)
+	if err != nil {
+		return nil, fmt.Errorf("describing layer tar %s: %w", tarPath, err)
+	}
+	s, err := newSums(c, nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("describing layer tar %s: %w", tarPath, err)
 	}
@@ -199,12 +224,15 @@ func DescribeTar(ctx context.Context, tarPath, compression string, history *desc
 	return FromDescriptor(l)
 }
 
-// DescribeAll describes every spec on runtime.NumCPU() workers. Results are
-// in input order; the first error cancels the rest and is returned, and the
-// tar files of the specs that did finish are removed.
+// DescribeAll describes every spec on runtime.NumCPU() workers, the most
+// costly first (see Spec.SizeHint and Spec.Cache). Results are in input
+// order; the first error cancels the rest and is returned, and the tar
+// files of the specs that did finish are removed.
 func DescribeAll(ctx context.Context, specs []Spec) ([]Layer, error) {
 	out := make([]Layer, len(specs))
-	err := parallel.Do(ctx, len(specs), func(ctx context.Context, i int) error {
+	order := schedule(specs)
+	err := parallel.Do(ctx, len(specs), func(ctx context.Context, j int) error {
+		i := order[j]
 		l, err := Describe(ctx, specs[i])
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)

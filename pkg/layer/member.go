@@ -117,14 +117,14 @@ func (l *memberLayer) Compressed(ctx context.Context) (io.ReadCloser, error) {
 	if l.m.Blob {
 		return verified(r, closer, l.d.Digest, l.d.Size, l.changed("digest", l.d.Digest, l.d.Size)), nil
 	}
-	return produce(ctx, l.c, func(ctx context.Context, w io.Writer) error {
+	return checkBlob(produce(ctx, l.c, func(ctx context.Context, w io.Writer) error {
 		defer closer.Close()
 		tr := verified(r, nil, l.d.DiffID, l.d.UncompressedSize, l.changed("diff_id", l.d.DiffID, l.d.UncompressedSize))
 		if _, err := copyContext(ctx, w, tr); err != nil {
 			return fmt.Errorf("reading member %s of archive %s: %w", l.m.Name, l.m.Archive, err)
 		}
 		return nil
-	}), nil
+	}), l.d), nil
 }
 
 // changed is the mismatch error of a stream that should hash to want.
@@ -229,7 +229,11 @@ func DescribeMember(ctx context.Context, r io.Reader, m descriptor.Member, compr
 		}
 		l.UncompressedSize = s.Tar.Size
 	} else {
-		s, err := newSums(compression, nil)
+		c, err := compressorFor(compression)
+		if err != nil {
+			return nil, fmt.Errorf("describing member %s of archive %s: %w", m.Name, m.Archive, err)
+		}
+		s, err := newSums(c, nil, true)
 		if err != nil {
 			return nil, fmt.Errorf("describing member %s of archive %s: %w", m.Name, m.Archive, err)
 		}

@@ -31,9 +31,10 @@ func newStoreLayer(d descriptor.Layer) (*storeLayer, error) {
 	return &storeLayer{meta: meta{d}, c: c}, nil
 }
 
-// Compressed streams the tar through the layer's compressor.
+// Compressed streams the tar through the layer's compressor, checking the
+// tar and the blob.
 func (l *storeLayer) Compressed(ctx context.Context) (io.ReadCloser, error) {
-	return l.open(ctx, l.c), nil
+	return checkBlob(l.open(ctx, l.c), l.d), nil
 }
 
 // Uncompressed streams the tar.

@@ -50,14 +50,14 @@ func (l *tarLayer) Compressed(ctx context.Context) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening layer tar %s: %w: rebuild the image descriptor", l.d.Tar, err)
 	}
-	return produce(ctx, l.c, func(ctx context.Context, w io.Writer) error {
+	return checkBlob(produce(ctx, l.c, func(ctx context.Context, w io.Writer) error {
 		defer f.Close()
 		r := verified(f, nil, l.d.DiffID, l.d.UncompressedSize, l.changed)
 		if _, err := copyContext(ctx, w, r); err != nil {
 			return fmt.Errorf("reading layer tar %s: %w", l.d.Tar, err)
 		}
 		return nil
-	}), nil
+	}), l.d), nil
 }
 
 func (l *tarLayer) changed(got Sum) error {

@@ -109,6 +109,10 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 		}
 		mtime = &t
 	}
+	cache, err := openDigestCache(a)
+	if err != nil {
+		return err
+	}
 	own, err := build.Layers(ctx, g, build.Options{
 		MaxLayers:  maxLayers,
 		Roots:      append(append([]string(nil), ia.ConfigPaths...), ia.CopyToRoot...),
@@ -126,10 +130,12 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 		Compression:    ia.Compression,
 		History:        &descriptor.History{CreatedBy: "nixoci buildImage"},
 		Log:            a.Log,
+		Cache:          cache,
 	})
 	if err != nil {
 		return err
 	}
+	logCacheStats(a, cache)
 	layers := append(below, own...)
 	if ia.InitializeNixDatabase {
 		db, err := nixDatabaseLayer(ctx, a, &ia, tmp, layers)

@@ -68,10 +68,14 @@ func buildLayers(ctx context.Context, a *Attrs, _ string) error {
 	if !la.Reproducible {
 		opts.TarDirectory = out
 	}
+	if opts.Cache, err = openDigestCache(a); err != nil {
+		return err
+	}
 	layers, err := build.Layers(ctx, g, opts)
 	if err != nil {
 		return err
 	}
+	logCacheStats(a, opts.Cache)
 	return layer.WriteFile(filepath.Join(out, LayersFileName), layers)
 }
 

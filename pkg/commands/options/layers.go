@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/nixoci/nixoci/pkg/closure"
@@ -55,6 +56,11 @@ type LayersOptions struct {
 	// those tars (non-reproducible layers). A file already there is kept
 	// when it has that name and size, and never replaced.
 	TarDirectory string
+	// Cache is the digest cache directory (--cache, default $NIXOCI_CACHE):
+	// compressed digests memoised by tar digest, so that a rebuild
+	// compresses only the layers that changed. Made when missing. Empty:
+	// no cache.
+	Cache string
 }
 
 // Flags returns the flags of `nixoci layers`, filling o.
@@ -72,6 +78,7 @@ func (o *LayersOptions) Flags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "ignore", Usage: "leave out store `PATH` (repeatable)", Destination: &o.Ignore},
 		&cli.StringFlag{Name: "history", Usage: "set every layer's history from JSON `FILE` ({created_by, author, comment})", Destination: &o.History},
 		&cli.StringFlag{Name: "compression", Usage: "compress layer blobs with `ALGORITHM`: gzip, zstd or none", Value: descriptor.Gzip, Destination: &o.Compression},
+		&cli.StringFlag{Name: "cache", Usage: "memoise compressed digests in `DIR` (made when missing), so that a rebuild compresses only the layers whose tar changed; the result is the same as without it (see the README's digest cache section for who may write DIR)", EnvVars: []string{"NIXOCI_CACHE"}, Destination: &o.Cache},
 		&cli.StringFlag{Name: "tar-directory", Usage: "write each layer's tar into `DIR` as DIFFID.tar (the diff_id's hex digits) and describe the layer by it (non-reproducible layers); files already there are kept, never replaced", Destination: &o.TarDirectory},
 	}
 }
@@ -118,7 +125,25 @@ func (o *LayersOptions) Validate() error {
 			return err
 		}
 	}
+	if o.Cache != "" {
+		if fi, err := os.Stat(o.Cache); err == nil && !fi.IsDir() {
+			return fmt.Errorf("--cache %s (or $NIXOCI_CACHE) is not a directory", o.Cache)
+		}
+	}
 	return nil
+}
+
+// OpenCache opens the --cache directory, making it when missing; nil when
+// no cache is given.
+func (o *LayersOptions) OpenCache(log logrus.FieldLogger) (*layer.Cache, error) {
+	if o.Cache == "" {
+		return nil, nil
+	}
+	c, err := layer.OpenCache(o.Cache, layer.CacheOptions{Create: true, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("--cache: %w", err)
+	}
+	return c, nil
 }
 
 // LoadPerms reads and checks the --perms file (nil when unset): a JSON list

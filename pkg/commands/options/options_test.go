@@ -50,6 +50,8 @@ func TestLayersValidate(t *testing.T) {
 		{"tar dir missing", func(o *LayersOptions) { o.TarDirectory = filepath.Join(dir, "tars") }, "--tar-directory"},
 		{"mtime", func(o *LayersOptions) { o.Mtime = "yesterday" }, `--mtime: created time "yesterday"`},
 		{"mtime now", func(o *LayersOptions) { o.Mtime = "now"; o.KeepDirlinks = true; o.NoStorePaths = true }, ""},
+		{"cache missing is made", func(o *LayersOptions) { o.Cache = filepath.Join(dir, "cache") }, ""},
+		{"cache is a file", func(o *LayersOptions) { o.Cache = write(t, dir, "cachefile", "") }, "--cache " + filepath.Join(dir, "cachefile") + " (or $NIXOCI_CACHE) is not a directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,5 +246,31 @@ func TestBefore(t *testing.T) {
 	ran = false
 	if err := app.Run([]string{"nixoci", "copy", "dir:" + dir}); err == nil || ran {
 		t.Errorf("Run() with one argument = %v (ran %v), want an error before the action", err, ran)
+	}
+}
+
+// TestLayersCacheFlag: --cache, else $NIXOCI_CACHE, fills Cache.
+func TestLayersCacheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+		want string
+	}{
+		{"unset", "", nil, ""},
+		{"env", "/from/env", nil, "/from/env"},
+		{"flag over env", "/from/env", []string{"--cache", "/from/flag"}, "/from/flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("NIXOCI_CACHE", tc.env)
+			var o LayersOptions
+			app := &cli.App{Name: "t", Flags: o.Flags(), Action: func(*cli.Context) error { return nil }}
+			if err := app.Run(append([]string{"t"}, tc.args...)); err != nil {
+				t.Fatal(err)
+			}
+			if o.Cache != tc.want {
+				t.Errorf("Cache = %q, want %q", o.Cache, tc.want)
+			}
+		})
 	}
 }
