@@ -110,8 +110,10 @@ func FuzzPlan(f *testing.F) {
 			if len(l) == 0 {
 				t.Fatalf("layer %d is empty", i)
 			}
-			if !slices.IsSortedFunc(l, func(a, b descriptor.Path) int { return cmpString(a.Path, b.Path) }) {
-				t.Fatalf("layer %d is not sorted: %v", i, l)
+			// Store paths are sorted; relocated ones keep the list order,
+			// in which later ones win (dockerTools' copying order).
+			if !slices.IsSortedFunc(storeOnly(l), func(a, b descriptor.Path) int { return cmpString(a.Path, b.Path) }) {
+				t.Fatalf("layer %d's store paths are not sorted: %v", i, l)
 			}
 			for _, p := range l {
 				if _, ok := g.Nodes[p.Path]; !ok {
@@ -135,20 +137,59 @@ func FuzzPlan(f *testing.F) {
 				}
 			}
 		}
-		// The same input in another order gives the same plan.
+		// The ignored paths in another order give the same plan.
 		rev := opts
-		rev.CopyToRoot = slices.Clone(copies)
-		slices.Reverse(rev.CopyToRoot)
 		rev.Ignore = slices.Clone(ignored)
 		slices.Reverse(rev.Ignore)
 		again, err := closure.Plan(g, rev)
 		if err != nil {
-			t.Fatalf("Plan() with the options reversed = %v, first run succeeded", err)
+			t.Fatalf("Plan() with the ignored paths reversed = %v, first run succeeded", err)
 		}
 		if diff := cmp.Diff(layers, again); diff != "" {
-			t.Fatalf("Plan() depends on the input order (-first +reversed):\n%s", diff)
+			t.Fatalf("Plan() depends on the order of the ignored paths (-first +reversed):\n%s", diff)
+		}
+		// The copy-to-root paths in another order change only the order
+		// of the relocated paths, not what goes where.
+		rev.CopyToRoot = slices.Clone(copies)
+		slices.Reverse(rev.CopyToRoot)
+		again, err = closure.Plan(g, rev)
+		if err != nil {
+			t.Fatalf("Plan() with the copy-to-root paths reversed = %v, first run succeeded", err)
+		}
+		if len(again) != len(layers) {
+			t.Fatalf("Plan() with the copy-to-root paths reversed = %d layers, first %d", len(again), len(layers))
+		}
+		for i := range layers {
+			if diff := cmp.Diff(storeOnly(layers[i]), storeOnly(again[i])); diff != "" {
+				t.Fatalf("layer %d's store paths depend on the copy-to-root order (-first +reversed):\n%s", i, diff)
+			}
+			if diff := cmp.Diff(relocatedSet(layers[i]), relocatedSet(again[i])); diff != "" {
+				t.Fatalf("layer %d's relocated paths depend on the copy-to-root order (-first +reversed):\n%s", i, diff)
+			}
 		}
 	})
+}
+
+// storeOnly returns the paths of a layer kept at their store location.
+func storeOnly(l []descriptor.Path) []descriptor.Path {
+	var out []descriptor.Path
+	for _, p := range l {
+		if p.Rewrite == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// relocatedSet returns the relocated paths of a layer, as a set.
+func relocatedSet(l []descriptor.Path) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range l {
+		if p.Rewrite != nil {
+			out[p.Path] = true
+		}
+	}
+	return out
 }
 
 func cmpString(a, b string) int {

@@ -170,30 +170,10 @@ func (img *Image) Validate() error {
 	return nil
 }
 
-// Validate checks that a layer says where its bytes come from and what they hash to.
+// Validate checks what a layer's bytes hash to: its digests, sizes and
+// media type. Which source serves them (paths, tar, blob or member) is
+// checked by pkg/layer, the one place that tells the sources apart.
 func (l *Layer) Validate() error {
-	sources := 0
-	if len(l.Paths) > 0 {
-		sources++
-	}
-	if l.Tar != "" {
-		sources++
-	}
-	if l.Blob != "" {
-		sources++
-	}
-	if l.Member != nil {
-		sources++
-		if err := l.Member.validate(l); err != nil {
-			return err
-		}
-	}
-	if sources > 1 {
-		return errors.New("only one of paths, tar, blob and member may be set")
-	}
-	if len(l.StorePaths) > 0 && l.Tar == "" {
-		return errors.New("storePaths belongs to a tar layer; a paths layer lists its store paths in paths")
-	}
 	for _, d := range []digest.Digest{l.Digest, l.DiffID} {
 		if err := d.Validate(); err != nil {
 			return fmt.Errorf("invalid digest %q: %w", d, err)
@@ -214,8 +194,8 @@ func (l *Layer) Validate() error {
 	return nil
 }
 
-// validate checks a member source against its layer.
-func (m *Member) validate(l *Layer) error {
+// Check checks a member source against the layer it serves.
+func (m *Member) Check(l *Layer) error {
 	if !filepath.IsAbs(m.Archive) {
 		return fmt.Errorf("member %q: archive %q is not an absolute path", m.Name, m.Archive)
 	}

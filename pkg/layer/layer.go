@@ -66,6 +66,19 @@ func FromDescriptor(d descriptor.Layer) (Layer, error) {
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("layer %s: %w", d.Digest, err)
 	}
+	// Exactly one source says where the bytes come from.
+	sources := 0
+	for _, set := range []bool{len(d.Paths) > 0, d.Tar != "", d.Blob != "", d.Member != nil} {
+		if set {
+			sources++
+		}
+	}
+	if sources > 1 {
+		return nil, fmt.Errorf("layer %s: only one of paths, tar, blob and member may be set", d.Digest)
+	}
+	if len(d.StorePaths) > 0 && d.Tar == "" {
+		return nil, fmt.Errorf("layer %s: storePaths belongs to a tar layer; a paths layer lists its store paths in paths", d.Digest)
+	}
 	switch {
 	case len(d.Paths) > 0:
 		return newStoreLayer(d)
@@ -74,6 +87,9 @@ func FromDescriptor(d descriptor.Layer) (Layer, error) {
 	case d.Blob != "":
 		return newBlobLayer(d)
 	case d.Member != nil:
+		if err := d.Member.Check(&d); err != nil {
+			return nil, fmt.Errorf("layer %s: %w", d.Digest, err)
+		}
 		return newMemberLayer(d)
 	}
 	return nil, fmt.Errorf("layer %s: its descriptor names no store paths, tar, blob or archive member to serve it from", d.Digest)

@@ -544,3 +544,30 @@ func TestReproducible(t *testing.T) {
 		t.Errorf("Reproducible(other library) = %v, want an error naming it", err)
 	}
 }
+
+// TestFromDescriptorSources checks that a descriptor must name exactly one
+// source for the layer's bytes.
+func TestFromDescriptorSources(t *testing.T) {
+	d := digest.FromString("x")
+	base := descriptor.Layer{MediaType: descriptor.MediaType(descriptor.None), Digest: d, DiffID: d, Compressor: descriptor.Compressor{Algorithm: descriptor.None}}
+	for _, tc := range []struct {
+		name   string
+		mutate func(l *descriptor.Layer)
+		want   string
+	}{
+		{"none", func(l *descriptor.Layer) {}, "names no store paths, tar, blob or archive member"},
+		{"tar and blob", func(l *descriptor.Layer) { l.Tar, l.Blob = "/t", "/b" }, "only one of"},
+		{"paths and tar", func(l *descriptor.Layer) { l.Tar, l.Paths = "/t", []descriptor.Path{{Path: "/p"}} }, "only one of"},
+		{"store paths of a paths layer", func(l *descriptor.Layer) {
+			l.Paths, l.StorePaths = []descriptor.Path{{Path: "/p"}}, []string{"/p"}
+		}, "storePaths belongs to a tar layer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := base
+			tc.mutate(&l)
+			if _, err := layer.FromDescriptor(l); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("FromDescriptor() = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
