@@ -19,10 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -44,42 +41,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// realVM is the real qemu and kernel the TCG leg boots.
-type realVM struct {
-	qemu, kernel, modules string
-}
-
-// requireRealVM finds qemu-system-x86_64 and a kernel with its modules.
-func requireRealVM(t *testing.T) realVM {
-	t.Helper()
-	if runtime.GOARCH != "amd64" {
-		t.Skipf("the VM tests boot an x86_64 kernel; this is %s", runtime.GOARCH)
-	}
-	testenv.RequireTools(t, "qemu-system-x86_64")
-	q, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := realVM{qemu: q, kernel: os.Getenv("NIXOCI_TEST_VM_KERNEL"), modules: os.Getenv("NIXOCI_TEST_VM_MODULES")}
-	if v.kernel != "" && v.modules != "" {
-		return v
-	}
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
-	sort.Sort(sort.Reverse(sort.StringSlice(kernels)))
-	for _, k := range kernels {
-		mods := filepath.Join("/lib/modules", strings.TrimPrefix(filepath.Base(k), "vmlinuz-"))
-		if _, err := os.Stat(filepath.Join(mods, "modules.dep")); err != nil {
-			continue
-		}
-		if f, err := os.Open(k); err == nil {
-			f.Close()
-			v.kernel, v.modules = k, mods
-			return v
-		}
-	}
-	testenv.Missing(t, "no readable /boot/vmlinuz-VERSION with /lib/modules/VERSION/modules.dep (Debian package linux-image-cloud-amd64)")
-	return v
-}
+// requireRealVM finds the real qemu and kernel the TCG leg boots.
+func requireRealVM(t *testing.T) testenv.VM { return testenv.RequireVM(t) }
 
 // writeBusyboxImage writes an image descriptor of one layer holding a
 // static busybox as /bin/sh, and returns its path.
@@ -173,12 +136,12 @@ type accelRun struct {
 // newAccelRun writes the stand-in (a format of the consts above) and the
 // options of a run of a small script over a busybox image, with a KVM
 // device that opens.
-func newAccelRun(t *testing.T, v realVM, image, standIn, accel string) *accelRun {
+func newAccelRun(t *testing.T, v testenv.VM, image, standIn, accel string) *accelRun {
 	t.Helper()
 	dir := t.TempDir()
 	calls := filepath.Join(dir, "calls")
 	qemu := filepath.Join(dir, "qemu")
-	testenv.WriteFile(t, qemu, fmt.Sprintf(standIn, v.qemu, calls), 0o755)
+	testenv.WriteFile(t, qemu, fmt.Sprintf(standIn, v.Qemu, calls), 0o755)
 	script := filepath.Join(dir, "script.sh")
 	testenv.WriteFile(t, script, "echo hello from the VM > /etc/motd\n", 0o644)
 	kvm := filepath.Join(dir, "kvm")
@@ -194,7 +157,7 @@ func newAccelRun(t *testing.T, v realVM, image, standIn, accel string) *accelRun
 	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true, DisableQuote: true})
 	return &accelRun{
 		opts: Options{
-			Image: image, Script: script, Kernel: v.kernel, Modules: v.modules, Qemu: qemu, Init: exe,
+			Image: image, Script: script, Kernel: v.Kernel, Modules: v.Modules, Qemu: qemu, Init: exe,
 			DiskSizeMiB: 64, Timeout: 5 * time.Minute, Accel: accel, KVMBootDeadline: 3 * time.Second,
 			Output: filepath.Join(dir, "out"), TempDir: dir, Log: log, kvmDevice: kvm,
 		},

@@ -3,11 +3,8 @@ package nix
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -658,35 +655,10 @@ func ownerNames(t *testing.T, layout string) map[string]string {
 	return out
 }
 
-// vmParts finds the runAsRoot VM's kernel, its modules and qemu, as
-// tests/vm does (NIXOCI_TEST_VM_KERNEL and NIXOCI_TEST_VM_MODULES name
-// them explicitly).
+// vmParts finds the runAsRoot VM's kernel, its modules and qemu
+// (testenv.RequireVM).
 func vmParts(t *testing.T) (kernel, modules, qemu string) {
 	t.Helper()
-	if runtime.GOARCH != "amd64" {
-		t.Skipf("the VM boots an x86_64 kernel; this is %s", runtime.GOARCH)
-	}
-	testenv.RequireTools(t, "qemu-system-x86_64")
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kernel, modules = os.Getenv("NIXOCI_TEST_VM_KERNEL"), os.Getenv("NIXOCI_TEST_VM_MODULES")
-	if kernel != "" && modules != "" {
-		return kernel, modules, qemu
-	}
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
-	sort.Sort(sort.Reverse(sort.StringSlice(kernels)))
-	for _, k := range kernels {
-		mods := filepath.Join("/lib/modules", strings.TrimPrefix(filepath.Base(k), "vmlinuz-"))
-		if _, err := os.Stat(filepath.Join(mods, "modules.dep")); err != nil {
-			continue
-		}
-		if f, err := os.Open(k); err == nil {
-			f.Close()
-			return k, mods, qemu
-		}
-	}
-	testenv.Missing(t, "no readable /boot/vmlinuz-VERSION with /lib/modules/VERSION/modules.dep (Debian package linux-image-cloud-amd64)")
-	return "", "", ""
+	v := testenv.RequireVM(t)
+	return v.Kernel, v.Modules, v.Qemu
 }

@@ -22,7 +22,7 @@ func TestFaults(t *testing.T) {
 	if err := os.MkdirAll(noOverlay, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dep, err := os.ReadFile(filepath.Join(parts.modules, "modules.dep"))
+	dep, err := os.ReadFile(filepath.Join(parts.Modules, "modules.dep"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestFaults(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(noOverlay, "modules.dep"), []byte(strings.Join(kept, "\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(filepath.Join(parts.modules, "kernel"), filepath.Join(noOverlay, "kernel")); err != nil {
+	if err := os.Symlink(filepath.Join(parts.Modules, "kernel"), filepath.Join(noOverlay, "kernel")); err != nil {
 		t.Fatal(err)
 	}
 	notAKernel := filepath.Join(dir, "not-a-kernel")
@@ -115,7 +115,7 @@ func TestFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := filepath.Join(dir, "out", string(rune('a'+i)))
-			args := append([]string{"run-as-root", "--image", base, "--script", script, "-o", out}, parts.flags()...)
+			args := append([]string{"run-as-root", "--image", base, "--script", script, "-o", out}, parts.Flags()...)
 			args = append(args, tc.flags...) // later flags win
 			start := time.Now()
 			r := run(10*time.Minute, bin, args...)

@@ -22,10 +22,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -38,45 +36,10 @@ import (
 )
 
 // vmParts are the kernel, module directory and qemu the tests boot.
-type vmParts struct {
-	kernel, modules, qemu string
-}
+type vmParts = testenv.VM
 
-func (p vmParts) flags() []string {
-	return []string{"--kernel", p.kernel, "--modules", p.modules, "--qemu", p.qemu}
-}
-
-// requireVM finds qemu and a kernel with its modules.
-func requireVM(t *testing.T) vmParts {
-	t.Helper()
-	if runtime.GOARCH != "amd64" {
-		t.Skipf("the VM tests boot an x86_64 kernel; this is %s", runtime.GOARCH)
-	}
-	testenv.RequireTools(t, "qemu-system-x86_64")
-	q, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := vmParts{qemu: q, kernel: os.Getenv("NIXOCI_TEST_VM_KERNEL"), modules: os.Getenv("NIXOCI_TEST_VM_MODULES")}
-	if p.kernel != "" && p.modules != "" {
-		return p
-	}
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
-	sort.Sort(sort.Reverse(sort.StringSlice(kernels)))
-	for _, k := range kernels {
-		ver := strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
-		mods := filepath.Join("/lib/modules", ver)
-		if _, err := os.Stat(filepath.Join(mods, "modules.dep")); err == nil {
-			if f, err := os.Open(k); err == nil {
-				f.Close()
-				p.kernel, p.modules = k, mods
-				return p
-			}
-		}
-	}
-	testenv.Missing(t, "no readable /boot/vmlinuz-VERSION with /lib/modules/VERSION/modules.dep (Debian package linux-image-cloud-amd64)")
-	return p
-}
+// requireVM finds qemu and a kernel with its modules (testenv.RequireVM).
+func requireVM(t *testing.T) vmParts { return testenv.RequireVM(t) }
 
 // nixociBuild is a static nixoci (host tool and the VM's init), built once.
 // NIXOCI_TEST_NIXOCI names a prebuilt static one to test instead.
@@ -269,8 +232,8 @@ func probeKVM(t *testing.T, parts vmParts) kvmHost {
 		}
 		f.Close()
 		start := time.Now()
-		r := run(kvmProbeTime, parts.qemu, "-nographic", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nic", "none", "-nodefaults",
-			"-m", "256M", "-accel", "kvm", "-cpu", "host", "-kernel", parts.kernel, "-append", "console=ttyS0 panic=-1")
+		r := run(kvmProbeTime, parts.Qemu, "-nographic", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nic", "none", "-nodefaults",
+			"-m", "256M", "-accel", "kvm", "-cpu", "host", "-kernel", parts.Kernel, "-append", "console=ttyS0 panic=-1")
 		out := ansiEscape.ReplaceAllString(r.Stdout+r.Stderr, "")
 		h.boots = strings.Contains(out, "Linux version")
 		h.seen = strings.ReplaceAll(testenv.Tail(strings.TrimSpace(out), 3), "\n", " | ")

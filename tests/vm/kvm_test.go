@@ -28,7 +28,7 @@ func TestKVM(t *testing.T) {
 	}
 	runAccel := func(t *testing.T, out, accel string) (string, time.Duration, error) {
 		start := time.Now()
-		r := run(20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", out, "--accel", accel}, parts.flags()...)...)
+		r := run(20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", out, "--accel", accel}, parts.Flags()...)...)
 		return r.Stderr, time.Since(start), r.Err
 	}
 

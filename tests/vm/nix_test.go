@@ -77,7 +77,7 @@ func TestNixBuildImage(t *testing.T) {
 	nixoci := e.AddBin(t, filepath.Join(dir, "nixoci"), "nixoci", bin)
 	file := filepath.Join(dir, "image.nix")
 	indented := "      " + strings.ReplaceAll(strings.TrimSuffix(scriptChanges, "\n"), "\n", "\n      ")
-	text := fmt.Sprintf(nixImage, bb, filepath.Join(testenv.ModuleRoot(), "nix"), nixoci, parts.modules, parts.qemu, indented)
+	text := fmt.Sprintf(nixImage, bb, filepath.Join(testenv.ModuleRoot(), "nix"), nixoci, parts.Modules, parts.Qemu, indented)
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +90,10 @@ func TestNixBuildImage(t *testing.T) {
 	})
 
 	t.Run("runAsRootAccel and requireKVM", func(t *testing.T) {
-		checkNixAccelArgs(t, e, file, parts.kernel)
+		checkNixAccelArgs(t, e, file, parts.Kernel)
 	})
 
-	args := []string{"--argstr", "vmKernel", parts.kernel, "--argstr", "nonce", fmt.Sprint(time.Now().UnixNano())}
+	args := []string{"--argstr", "vmKernel", parts.Kernel, "--argstr", "nonce", fmt.Sprint(time.Now().UnixNano())}
 	start := time.Now()
 	r := e.Run(20*time.Minute, "nix-build", append([]string{file, "-A", "image", "--no-out-link"}, args...)...)
 	took := time.Since(start)

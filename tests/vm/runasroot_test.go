@@ -55,7 +55,7 @@ func TestRunAsRoot(t *testing.T) {
 	}
 	out := filepath.Join(dir, "out")
 	start := time.Now()
-	r := run(20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", out}, parts.flags()...)...)
+	r := run(20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", out}, parts.Flags()...)...)
 	wall := time.Since(start)
 	stderr := r.Stderr
 	if r.Err != nil {
@@ -162,7 +162,7 @@ func TestRunAsRoot(t *testing.T) {
 	t.Run("deterministic", func(t *testing.T) {
 		again := filepath.Join(dir, "again")
 		start := time.Now()
-		if r := run(20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", again, "--compression", "zstd"}, parts.flags()...)...); r.Err != nil {
+		if r := run(20*time.Minute, bin, append([]string{"run-as-root", "--image", base, "--script", script, "-o", again, "--compression", "zstd"}, parts.Flags()...)...); r.Err != nil {
 			t.Fatalf("run-as-root again: %v\n%s", r.Err, r.Stderr)
 		}
 		t.Logf("second run: %v", time.Since(start).Round(time.Millisecond))
