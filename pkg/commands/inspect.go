@@ -55,23 +55,33 @@ Example:
 			if err != nil {
 				return err
 			}
-			ref, err := nix.NewReference(o.Image)
-			if err != nil {
-				return err
-			}
-			if ref, err = publish.SourceFor(ref, o.DestTransport); err != nil {
-				return err
-			}
-			manifest, config, err := served(c, ref)
-			if err != nil {
-				return fmt.Errorf("inspecting %s: %w", o.Image, err)
-			}
-			if o.JSON {
-				return printInspectJSON(c.App.Writer, img, manifest, config)
-			}
-			return printInspect(c.App.Writer, img, manifest, config)
+			return printServed(c, &o, o.Image, img, "")
 		},
 	})
+}
+
+// printServed prints what the nix: source of the descriptor at path serves
+// to o's destination: as JSON, or for people after the line header (when
+// not empty).
+func printServed(c *cli.Context, o *options.InspectOptions, path string, img *image.Image, header string) error {
+	ref, err := nix.NewReference(path)
+	if err != nil {
+		return err
+	}
+	if ref, err = publish.SourceFor(ref, o.DestTransport); err != nil {
+		return err
+	}
+	manifest, config, err := served(c, ref)
+	if err != nil {
+		return fmt.Errorf("inspecting %s: %w", path, err)
+	}
+	if o.JSON {
+		return printInspectJSON(c.App.Writer, img, manifest, config)
+	}
+	if header != "" {
+		fmt.Fprintln(c.App.Writer, header)
+	}
+	return printInspect(c.App.Writer, img, manifest, config)
 }
 
 // served returns the manifest and config the nix: source ref serves.

@@ -59,22 +59,8 @@ func inspectIndex(c *cli.Context, o options.InspectOptions) error {
 				continue
 			}
 			img := idx.Images[i]
-			imgRef, err := nix.NewReference(img.Path)
-			if err != nil {
-				return err
-			}
-			if imgRef, err = publish.SourceFor(imgRef, o.DestTransport); err != nil {
-				return err
-			}
-			m, config, err := served(c, imgRef)
-			if err != nil {
-				return fmt.Errorf("inspecting %s: %w", img.Path, err)
-			}
-			if o.JSON {
-				return printInspectJSON(c.App.Writer, img.Image, m, config)
-			}
-			fmt.Fprintf(c.App.Writer, "Index:    %s: %s gets the image for %s, %s\n", indexName(idx), o.Dest, descriptor.PlatformString(image.Platform(img.Image)), img.Path)
-			return printInspect(c.App.Writer, img.Image, m, config)
+			header := fmt.Sprintf("Index:    %s: %s gets the image for %s, %s", indexName(idx), o.Dest, descriptor.PlatformString(image.Platform(img.Image)), img.Path)
+			return printServed(c, &o, img.Path, img.Image, header)
 		}
 		return fmt.Errorf("inspecting %s: the chosen image %s is not in the index", o.Image, chosen)
 	}
