@@ -333,7 +333,7 @@ func (c *cacheBench) devCycles(b *testing.B, registry string) {
 		push, note := c.push(b, pushCache, img, repo+":dev-none")
 		cycle("dev cycle, --compression none, small layer changed", []step{
 			{"rebuild (none)", rebuild, ""}, {"nixoci image", image, ""},
-			{"push", push, note + " (containers/image compresses these layers on the way today)"}})
+			{"push", push, note + " (pushed uncompressed, as described)"}})
 	}
 }
 
