@@ -122,6 +122,14 @@ func clean(name string) string {
 
 // scan applies layer i's entries to the tree.
 func (t *tree) scan(ctx context.Context, i int, l Layer) error {
+	return eachEntry(ctx, i, l, func(j int, h *tar.Header, _ io.Reader) error {
+		return t.apply(entryID{i, j}, h)
+	})
+}
+
+// eachEntry calls fn for every entry of layer i's tar, in order, with its
+// index, header and content; fn's errors are returned naming the layer.
+func eachEntry(ctx context.Context, i int, l Layer, fn func(j int, h *tar.Header, content io.Reader) error) error {
 	rc, err := l.Uncompressed(ctx)
 	if err != nil {
 		return fmt.Errorf("layer %d: %w", i, err)
@@ -139,7 +147,7 @@ func (t *tree) scan(ctx context.Context, i int, l Layer) error {
 		if err != nil {
 			return fmt.Errorf("layer %d: reading its tar: %w", i, err)
 		}
-		if err := t.apply(entryID{i, j}, h); err != nil {
+		if err := fn(j, h, tr); err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
 		}
 	}
@@ -352,39 +360,24 @@ type writer struct {
 
 // copyLayer writes what survives of layer i, in the layer's order.
 func (w *writer) copyLayer(ctx context.Context, i int, l Layer) error {
-	rc, err := l.Uncompressed(ctx)
-	if err != nil {
-		return fmt.Errorf("layer %d: %w", i, err)
-	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for j := 0; ; j++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("layer %d: reading its tar: %w", i, err)
-		}
+	return eachEntry(ctx, i, l, func(j int, h *tar.Header, content io.Reader) error {
 		a := w.plan[entryID{i, j}]
 		if a == nil {
-			continue
+			return nil
 		}
 		p := clean(h.Name)
 		if a.write {
-			if err := w.write(p, h, a.linkname, tr); err != nil {
-				return fmt.Errorf("layer %d: %w", i, err)
+			if err := w.write(p, h, a.linkname, content); err != nil {
+				return err
 			}
 		}
 		for _, target := range a.promote {
-			if err := w.write(target, h, "", tr); err != nil {
-				return fmt.Errorf("layer %d: %w", i, err)
+			if err := w.write(target, h, "", content); err != nil {
+				return err
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // write writes one entry at path p with h's metadata: a hard link to
