@@ -22,3 +22,10 @@ func Or(l logrus.FieldLogger) logrus.FieldLogger {
 	}
 	return l
 }
+
+// Logger is the part of a logger that pkg/publish and pkg/dockerload call:
+// warnings and details. logrus's loggers satisfy it, and so does Discard().
+type Logger interface {
+	Debugf(format string, args ...any)
+	Warnf(format string, args ...any)
+}

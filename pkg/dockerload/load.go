@@ -17,6 +17,8 @@ import (
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/types"
+
+	"github.com/nixoci/nixoci/internal/logs"
 )
 
 // Options configure Load. The zero value loads into the daemon named by the
@@ -44,16 +46,7 @@ type Options struct {
 
 // Logger receives what Load has to say besides its progress lines.
 // logrus's loggers satisfy it.
-type Logger interface {
-	Debugf(format string, args ...any)
-	Warnf(format string, args ...any)
-}
-
-// discard is the default Logger.
-type discard struct{}
-
-func (discard) Debugf(string, ...any) {}
-func (discard) Warnf(string, ...any)  {}
+type Logger = logs.Logger
 
 // LayerStatus is what Load did with one layer of the image.
 type LayerStatus struct {
@@ -143,7 +136,7 @@ func load(ctx context.Context, cli daemon, srcRef types.ImageReference, tag refe
 	}
 	log := opts.Log
 	if log == nil {
-		log = discard{}
+		log = logs.Discard()
 	}
 	info, err := cli.Info(ctx)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/pkg/compression"
 	"go.podman.io/image/v5/types"
+
+	"github.com/nixoci/nixoci/internal/logs"
 )
 
 // ErrBadOption is wrapped by the errors for option values Copy cannot use.
@@ -114,7 +116,7 @@ func (o Options) withDefaults() Options {
 		o.StallTimeout = &d
 	}
 	if o.Log == nil {
-		o.Log = discard{}
+		o.Log = logs.Discard()
 	}
 	switch o.Progress.(type) {
 	case nil:
