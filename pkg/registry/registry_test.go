@@ -7,20 +7,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
+
+	"github.com/nixoci/nixoci/tests/testenv"
 )
 
 // server is an in-process registry; put uploads blobs and manifests with
@@ -34,12 +32,8 @@ func newServer(t *testing.T) *server {
 	t.Helper()
 	// The registry logs every request to the standard logger.
 	logrus.SetOutput(io.Discard)
-	cfg := &configuration.Configuration{Storage: configuration.Storage{"inmemory": configuration.Parameters{}}}
-	cfg.Log.AccessLog.Disabled = true
-	cfg.HTTP.Secret = "nixoci-test"
-	srv := httptest.NewServer(handlers.NewApp(context.Background(), cfg))
-	t.Cleanup(srv.Close)
-	return &server{t: t, host: strings.TrimPrefix(srv.URL, "http://")}
+	_, host := testenv.StartFaultRegistry(t)
+	return &server{t: t, host: host}
 }
 
 func (s *server) do(method, url, contentType string, body []byte) *http.Response {
