@@ -138,7 +138,7 @@ func buildImage(ctx context.Context, a *Attrs, tmp string) error {
 	logCacheStats(a, cache)
 	layers := append(below, own...)
 	if ia.InitializeNixDatabase {
-		db, err := nixDatabaseLayer(ctx, a, &ia, tmp, layers)
+		db, err := nixDatabaseLayer(ctx, a, &ia, tmp, g, layers)
 		if err != nil {
 			return err
 		}
@@ -228,15 +228,11 @@ func warnIgnored(a *Attrs, cfg *image.ParsedConfig) {
 // nixDatabaseLayer writes a Nix database registering exactly the store
 // paths that layers hold under /nix/store to the "db" output, and returns
 // the layer of that output relocated to "/".
-func nixDatabaseLayer(ctx context.Context, a *Attrs, ia *imageAttrs, tmp string, layers []layer.Layer) (layer.Layer, error) {
+func nixDatabaseLayer(ctx context.Context, a *Attrs, ia *imageAttrs, tmp string, own *closure.Graph, layers []layer.Layer) (layer.Layer, error) {
 	if ia.NixStore == nil || *ia.NixStore == "" {
 		return nil, fmt.Errorf("initializeNixDatabase: no nix-store given: pass `nix` (or `pkgs`) when importing nixoci's nix/ library")
 	}
 	dbOut, err := a.Output("db")
-	if err != nil {
-		return nil, err
-	}
-	own, err := graph(a, graphKey)
 	if err != nil {
 		return nil, err
 	}
