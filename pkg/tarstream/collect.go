@@ -488,13 +488,9 @@ type Replacement struct {
 // content of two regular files is read only to tell whether they are
 // identical.
 func Replacements(ctx context.Context, paths []descriptor.Path) ([]Replacement, error) {
-	rs := make([]*rules, len(paths))
-	for i, p := range paths {
-		r, err := compile(i, p)
-		if err != nil {
-			return nil, err
-		}
-		rs[i] = r
+	rs, err := compileAll(paths)
+	if err != nil {
+		return nil, err
 	}
 	_, repl, err := collect(ctx, rs, paths)
 	if err != nil {

@@ -29,6 +29,19 @@ type perm struct {
 	uname, gname *string
 }
 
+// compileAll compiles the rules of every input path, in order.
+func compileAll(paths []descriptor.Path) ([]*rules, error) {
+	rs := make([]*rules, len(paths))
+	for i, p := range paths {
+		r, err := compile(i, p)
+		if err != nil {
+			return nil, err
+		}
+		rs[i] = r
+	}
+	return rs, nil
+}
+
 func compile(index int, p descriptor.Path) (*rules, error) {
 	if p.Path == "" || !filepath.IsAbs(p.Path) {
 		return nil, fmt.Errorf("store path %q: must be an absolute path: %w", p.Path, ErrBadRule)

@@ -45,13 +45,9 @@ func Write(ctx context.Context, w io.Writer, paths []descriptor.Path, opts ...Op
 	for _, opt := range opts {
 		opt(&o)
 	}
-	rs := make([]*rules, len(paths))
-	for i, p := range paths {
-		r, err := compile(i, p)
-		if err != nil {
-			return nil, err
-		}
-		rs[i] = r
+	rs, err := compileAll(paths)
+	if err != nil {
+		return nil, err
 	}
 	entries, err := plan(ctx, rs, paths)
 	if err != nil {
